@@ -1,0 +1,13 @@
+# Each target first sets up (or reuses) the virtual environment: see scripts/env.sh.
+ENV = venv="$$(scripts/env.sh)" &&
+
+.PHONY: quickstart test bench
+
+quickstart:  ## the main job: the quick benchmark on the synthetic stand-ins, then the leaderboard
+	$(ENV) "$$venv/bin/cmh-bench" run --methods scbch,rshnl --datasets all && "$$venv/bin/cmh-bench" report
+
+test:  ## the test suite (tiny synthetic data, CPU)
+	$(ENV) "$$venv/bin/python" -m pytest -q
+
+bench:  ## the benchmark scripts (each prints a table)
+	$(ENV) for script in benchmarks/bench_*.py; do "$$venv/bin/python" "$$script"; done
