@@ -53,7 +53,7 @@ def ensure_dataset(name: str) -> Path:
     if card is not None:
         raise UserError(
             f"dataset {name!r} is not in {data_dir()}; import it with "
-            f"`cmh-bench data import {card.extra.get('importer', name)} --from DIR`"
+            f"`cmh-bench data import {card.name} --from DIR`"
         )
     raise UserError(f"no dataset {name!r} in {data_dir()}; see `cmh-bench list datasets`")
 

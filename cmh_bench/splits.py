@@ -1,0 +1,98 @@
+"""Split presets: which rows of a dataset are the queries, the training set and the retrieval database.
+
+Every preset returns ``{"query", "train", "database"}`` int64 index arrays, each sorted, with query and
+database disjoint. ``n`` is the number of items, ``query`` (Q) and ``train`` (T) the sizes (the
+dataset card's ``sizes``). Presets:
+
+- ``nrch`` — sequential, as the NRCH / SCBCH code (and DCMH) do: query = rows 0..Q-1,
+  train = rows Q..Q+T-1, database = rows Q..n-1 (it contains the training set).
+- ``ucch`` — as the UCCH code (and its DJSRH / JDSH ancestry) does: query = the last Q rows,
+  database = all other rows (0..n-Q-1), train = the first T rows of the database (rows 0..T-1).
+- ``random`` — seeded: Q random rows are the queries, T random rows of the rest the training set,
+  database = all non-query rows (it contains the training set, as in ``nrch``).
+- ``file`` — the source file's own split (IAPR TC-12's ``*Database`` / ``*Test`` parts, MS-COCO's
+  ``train_*`` / ``test_*`` parts): query = the file's test part, database = the other rows,
+  train = the first T rows of the database. Needs the test rows (``test``).
+
+The importers store rows in the order the field concatenates them (database part, then test part),
+so ``ucch`` equals ``file`` whenever the file's test part has Q rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cmh_bench.errors import UserError
+
+PRESETS: tuple[str, ...] = ("nrch", "ucch", "random", "file")
+
+
+def make_splits(
+    presets, n: int, query: int, train: int, *, seed: int = 0, test: np.ndarray | None = None
+) -> dict[str, dict[str, np.ndarray]]:
+    """The named ``presets`` for ``n`` items with Q = ``query`` and T = ``train``, in the given order.
+
+    ``seed`` drives ``random``; ``test`` (the rows of the file's own test part) is needed by ``file``.
+    An unknown preset or sizes that do not fit raise UserError.
+    """
+    splits = {}
+    for preset in presets:
+        if preset == "nrch":
+            splits[preset] = nrch_split(n, query, train)
+        elif preset == "ucch":
+            splits[preset] = ucch_split(n, query, train)
+        elif preset == "random":
+            splits[preset] = random_split(n, query, train, seed)
+        elif preset == "file":
+            if test is None:
+                raise UserError("split preset 'file' needs a source file with its own test part; choose nrch, ucch or random")
+            splits[preset] = file_split(n, test, train)
+        else:
+            raise UserError(f"unknown split preset {preset!r}; choose from {', '.join(PRESETS)}")
+    return splits
+
+
+def nrch_split(n: int, query: int, train: int) -> dict[str, np.ndarray]:
+    """Sequential: query = rows 0..Q-1, train = rows Q..Q+T-1, database = rows Q..n-1."""
+    _check_sizes("nrch", n, query, train, n - query)
+    rows = np.arange(n, dtype=np.int64)
+    return {"query": rows[:query], "train": rows[query : query + train], "database": rows[query:]}
+
+
+def ucch_split(n: int, query: int, train: int) -> dict[str, np.ndarray]:
+    """UCCH's loader: query = the last Q rows, database = rows 0..n-Q-1, train = rows 0..T-1."""
+    _check_sizes("ucch", n, query, train, n - query)
+    rows = np.arange(n, dtype=np.int64)
+    return {"query": rows[n - query :], "train": rows[:train], "database": rows[: n - query]}
+
+
+def random_split(n: int, query: int, train: int, seed: int) -> dict[str, np.ndarray]:
+    """Seeded: Q random query rows, T random training rows among the others, database = all non-query rows."""
+    _check_sizes("random", n, query, train, n - query)
+    order = np.random.Generator(np.random.PCG64(seed)).permutation(n).astype(np.int64)
+    return {
+        "query": np.sort(order[:query]),
+        "train": np.sort(order[query : query + train]),
+        "database": np.sort(order[query:]),
+    }
+
+
+def file_split(n: int, test: np.ndarray, train: int) -> dict[str, np.ndarray]:
+    """The file's own split: query = its ``test`` rows, database = the other rows, train = the first T of them."""
+    test = np.unique(np.asarray(test, dtype=np.int64))
+    if test.size == 0 or test[0] < 0 or test[-1] >= n:
+        raise UserError(f"split 'file': the test part must be a non-empty set of rows within 0..{n - 1}")
+    database = np.setdiff1d(np.arange(n, dtype=np.int64), test)
+    _check_sizes("file", n, test.size, train, database.size)
+    return {"query": test, "train": database[:train], "database": database}
+
+
+def _check_sizes(preset: str, n: int, query: int, train: int, database: int) -> None:
+    """Raise UserError unless Q >= 1, T >= 1, and both fit: Q + T <= n and T <= the database size."""
+    if query < 1 or train < 1:
+        raise UserError(f"split {preset!r}: query ({query}) and train ({train}) sizes must be at least 1")
+    if query + train > n or train > database:
+        raise UserError(
+            f"split {preset!r}: query {query} + train {train} rows do not fit in {n} items "
+            f"(database {database}); use smaller sizes or the full dataset"
+        )
