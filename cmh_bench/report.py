@@ -1,0 +1,692 @@
+"""The leaderboard: result records -> long frame -> pivot tables -> markdown (tabulate), CSV, LaTeX and PNG plots.
+
+``render_report(results_dir, out_dir)`` reads the records under ``results_dir`` and nothing else,
+except the published numbers of :mod:`cmh_bench.reported` (unranked "reported" rows). It writes
+``README.md``, ``leaderboard.csv``, ``leaderboard.tex`` and ``plots/*.png`` into ``out_dir``, each
+atomically and deterministically: no timestamps, no absolute paths, everything sorted, so a committed
+leaderboard can be checked by rendering it again. ``load_records`` gives the long frame on its own.
+
+The rules (also stated in the rendered protocol):
+
+- one table per (profile, dataset[@split], noise model): rows are the method folders of the record
+  paths ("entries": method, plus "+hp-…" for overrides and "+best-on-test"), columns noise rate × bits;
+- a cell is the mean ± sample std (ddof 1) over seeds of the record's tie-aware MAP@all;
+- "ranked" rows are role "method", trained on noisy labels, selected at the final epoch. The best
+  mean per column is bold; a ranked row is marked tied (≈) when a one-sided Welch t-test does not
+  find it below the bold one at 5 % (at least 2 seeds on each side);
+- ranked rows come first, ordered by mean rank over the table's columns, then the unranked groups
+  (best-on-test selection, reported numbers, reference rows, upper bounds) under their own headings.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+from tabulate import tabulate
+
+from cmh_bench import plots
+from cmh_bench.atomic import write_text_atomic
+from cmh_bench.reported import reported_numbers
+from cmh_bench.errors import UserError
+from cmh_bench.record import SCHEMA
+
+TABLE_KEYS = ["profile", "dataset", "split", "noise"]
+CELL_COLUMNS = ("rate", "bits")
+METRICS = {  # frame column -> what its table shows
+    "map": "Mean of I2T and T2I MAP (tie-aware MAP@all)",
+    "map_i2t": "I2T MAP (image queries against text codes)",
+    "map_t2i": "T2I MAP (text queries against image codes)",
+}
+GROUPS = {  # row group -> heading row inside a table (None: no heading); the order is the display order
+    "ranked": None,
+    "optimistic": "selected on the test queries (†), not ranked",
+    "reported": "reported by the authors under their protocol, not ranked",
+    "reference": "reference rows, not ranked",
+    "upper-bound": "upper bounds (clean labels), never ranked",
+}
+GROUP_ORDER = {group: i for i, group in enumerate(GROUPS)}
+ALPHA = 0.05
+MIN_SEEDS_FOR_TEST = 2
+PROFILES = {
+    "paper": "the published hyper-parameters (network widths, epochs, batch sizes), meant for a GPU",
+    "quick": "reduced widths and epochs, for CPU runs and CI",
+}
+ENVIRONMENT_KEYS = ("device", "device_name", "cpu", "torch_threads", "platform", "git_revision", "cmh_bench",
+                    "python", "torch", "numpy")
+REPORTED_COLUMNS = ["method", "dataset", "noise", "rate", "bits", "map", "source", "protocol"]
+DAGGER_NOTE = "† optimistic: model selected on the test queries (best epoch, the authors' protocol)."
+MARKDOWN = {"pm": " ± ", "bold": "**{}**", "tied": " ≈", "dagger": "†", "missing": "—"}
+LATEX = {"pm": r" $\pm$ ", "bold": r"\textbf{{{}}}", "tied": r" $\approx$", "dagger": r"$^\dagger$", "missing": "--"}
+LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "·": r"$\cdot$", "†": r"$^\dagger$",
+    "≈": r"$\approx$", "—": "---", "×": r"$\times$",
+}
+
+
+# ---------------------------------------------------------------- records -> long frame
+
+
+def load_records(results_dir: Path) -> pd.DataFrame:
+    """One row per result record under ``results_dir`` (the files ``**/seed*.json``), sorted by path.
+
+    Columns: ``path`` (relative to ``results_dir``); the cell: profile, dataset, split ("" = the file's
+    default preset), noise, rate, bits, method, entry (the method folder of the path: the method plus
+    "+hp-…" / "+best-on-test"), hparams (dict), selection, seed, noise_seed, method_version; status;
+    role and labels_used (for failed records, which lack them: from the method's other records, else
+    the registry); group (the table row group, see ``GROUPS``); map, map_i2t, map_t2i (tie-aware
+    MAP@all: mean of the directions, I2T, T2I); weight_auc; best_epoch; train_seconds, total_seconds;
+    noise_version; split_preset, sizes, dataset_sha256; the environment (``ENVIRONMENT_KEYS``);
+    error ("Type: message" of failed records); and the raw epochs (list of dicts) and
+    noise_detection (dict or None). A file that is not a readable result record raises UserError.
+    """
+    results_dir = Path(results_dir)
+    paths = sorted(results_dir.rglob("seed*.json"))
+    if not paths:
+        raise UserError(f"no result records under {results_dir}; run `cmh-bench run` first")
+    frame = pd.DataFrame([_record_row(path.relative_to(results_dir), _read(path)) for path in paths])
+    _fill_roles(frame)
+    frame["group"] = [_group(*row) for row in zip(frame.role, frame.labels_used, frame.selection)]
+    return frame
+
+
+def _read(path: Path) -> dict:
+    """The record at ``path``; an unreadable file or another schema raises UserError naming the file."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path} is not a readable result record ({error}); delete it or run its cell again") from None
+    schema = record.get("schema") if isinstance(record, dict) else None
+    if schema != SCHEMA:
+        raise UserError(f"{path} is not a cmh-bench result record (schema {schema!r}, expected {SCHEMA!r}); move it out of the results directory")
+    return record
+
+
+def _record_row(path: Path, record: dict) -> dict:
+    """The frame row of one record (see ``load_records``); missing optional parts become None."""
+    cell = record["cell"]
+    method = record.get("method", {})
+    metrics = record.get("metrics", {})
+    detection = record.get("noise_detection")
+    dataset = record.get("dataset", {})
+    environment = record.get("environment", {})
+    error = record.get("error")
+    return {
+        "path": path.as_posix(),
+        "profile": cell["profile"], "dataset": cell["dataset"], "split": cell.get("split") or "", "noise": cell["noise"],
+        "rate": float(cell["rate"]), "bits": int(cell["bits"]), "method": cell["method"], "entry": path.parent.name,
+        "hparams": cell.get("hparams") or {}, "selection": cell.get("selection", "final"), "seed": int(cell["seed"]),
+        "noise_seed": cell.get("noise_seed"), "method_version": cell.get("method_version"),
+        "status": record["status"], "role": method.get("role"), "labels_used": method.get("labels_used"),
+        "map": metrics.get("mean", {}).get("map"), "map_i2t": metrics.get("i2t", {}).get("map"),
+        "map_t2i": metrics.get("t2i", {}).get("map"),
+        "weight_auc": (detection or {}).get("weight_auc"),
+        "best_epoch": record.get("selection", {}).get("best_epoch"),
+        "train_seconds": record.get("seconds", {}).get("train"), "total_seconds": record.get("seconds", {}).get("total"),
+        "noise_version": record.get("noise", {}).get("version"),
+        "split_preset": dataset.get("split"), "sizes": dataset.get("sizes"), "dataset_sha256": dataset.get("sha256"),
+        **{key: environment.get(key) for key in ENVIRONMENT_KEYS},
+        "error": f"{error['type']}: {error['message']}" if error else None,
+        "epochs": record.get("epochs") or [],
+        "noise_detection": detection,
+    }
+
+
+def _fill_roles(frame: pd.DataFrame) -> None:
+    """Give failed records (which carry no method block) the role and labels of their method's other records,
+    or the registry's role when the method has no successful record."""
+    known = frame.dropna(subset=["role"]).groupby("method")[["role", "labels_used"]].first()
+    missing = frame.role.isna()
+    names = frame.loc[missing, "method"]
+    frame.loc[missing, "labels_used"] = names.map(known.labels_used)
+    frame.loc[missing, "role"] = [known.role.get(name) or _registered_role(name) for name in names]
+
+
+def _registered_role(name: str) -> str:
+    """The registry's role of method ``name``; "method" for a name it does not know (e.g. a removed plugin)."""
+    from cmh_bench.registry import get_method
+
+    try:
+        return get_method(name).role
+    except UserError:
+        return "method"
+
+
+def _group(role: str, labels_used: str | None, selection: str) -> str:
+    """The row group of a record: upper bounds and reference rows by role, then best-on-test, then ranked."""
+    if role == "upper-bound" or labels_used == "clean":
+        return "upper-bound"
+    if role == "reference":
+        return "reference"
+    return "ranked" if selection == "final" else "optimistic"
+
+
+def aggregate(frame: pd.DataFrame, value: str, columns: tuple[str, ...] = CELL_COLUMNS) -> pd.DataFrame:
+    """Per (table, entry, *columns): mean, std (ddof 1), n and samples (tuple) of ``value`` over the successful
+    records that have it, and n_failed (failed records). Keys with only failed records have n = 0."""
+    keys = [*TABLE_KEYS, "entry", *columns]
+    ok = frame[(frame.status == "ok") & frame[value].notna()]
+    grouped = ok.groupby(keys)[value]
+    stats = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(), "n": grouped.count(), "samples": grouped.agg(tuple)})
+    failed = frame[frame.status == "failed"].groupby(keys).size().rename("n_failed")
+    stats = stats.join(failed, how="outer").fillna({"n": 0, "n_failed": 0})
+    return stats.astype({"n": int, "n_failed": int})
+
+
+# ---------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One table cell before formatting: a mean ± std over ``n`` seeds, or a failed / missing cell."""
+
+    kind: str  # "value", "failed" or "missing"
+    mean: float = float("nan")
+    std: float = float("nan")
+    n: int = 0
+    samples: tuple = ()
+    optimistic: bool = False  # selected on the test queries
+    best: bool = False
+    tied: bool = False
+    show_n: bool = False  # n differs from the table's usual number of seeds
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table ready to format: rows (group, label, cells) in display order, a caption and footnotes."""
+
+    title: str
+    caption: str
+    columns: list[str]
+    rows: list[tuple[str, str, list[Shown]]]
+    notes: list[str]
+
+
+def build_table(title: str, what: str, stats: pd.DataFrame, meta: pd.DataFrame, *, rank: bool = True,
+                unit: str = "seed", reported: pd.DataFrame | None = None) -> Table:
+    """The table of one (profile, dataset, noise): the one builder of the mean, I2T, T2I and weight-AUC tables.
+
+    ``stats``: ``aggregate`` of that table, indexed by (entry, *column keys); ``meta``: group and
+    selection per entry; ``unit``: what the samples of a cell are (a singular noun). ``rank``: bold the
+    best ranked row per column, mark the rows tied with it, and order ranked rows by mean rank (else by
+    name). ``reported``: published numbers matching the table (columns ``REPORTED_COLUMNS``), shown as
+    unranked rows at the table's (rate, bits) columns. ``title`` names the table in the LaTeX export.
+    """
+    names = stats.index.names[1:]
+    keys = sorted({index[1:] for index in stats.index})
+    found = dict(zip(stats.index, stats.itertuples(index=False)))
+    cells = {entry: [_shown(found.get((entry, *key)), meta.selection[entry] != "final") for key in keys]
+             for entry in stats.index.unique("entry")}
+    ranked = [entry for entry in cells if meta.group[entry] == "ranked"]
+    ranks = {}
+    if rank:
+        cells.update(_mark_best({entry: cells[entry] for entry in ranked}))
+        ranks = _mean_ranks({entry: cells[entry] for entry in ranked})
+    counts = [c.n for row in cells.values() for c in row if c.kind == "value"]
+    seeds = max(set(counts), key=lambda n: (counts.count(n), n), default=0)
+    cells = {entry: [replace(c, show_n=c.kind == "value" and c.n != seeds) for c in row] for entry, row in cells.items()}
+    order = sorted(cells, key=lambda entry: (GROUP_ORDER[meta.group[entry]], ranks.get(entry, 0.0), entry))
+    rows = [(meta.group[entry], entry, cells[entry]) for entry in order]
+    notes = [DAGGER_NOTE] if any(c.optimistic and c.kind == "value" for row in cells.values() for c in row) else []
+    if reported is not None:
+        reported_rows, sources = _reported_rows(reported, keys)
+        rows, notes = sorted(rows + reported_rows, key=lambda row: GROUP_ORDER[row[0]]), notes + sources
+    uneven = any(c.show_n for row in cells.values() for c in row)
+    spread = f"mean ± std over {seeds} {unit}{'' if seeds == 1 else 's'}" if seeds else "no successful run"
+    caption = (f"{what} at {' · '.join(_AXES[name][0] for name in names)}; {spread}"
+               + ("; (n=k): a cell with k instead" if uneven else "") + ".")
+    return Table(title, caption, [" · ".join(_AXES[n][1](v) for n, v in zip(names, key)) for key in keys], rows, notes)
+
+
+def _shown(stats, optimistic: bool) -> Shown:
+    """The cell of one ``aggregate`` row (None: no record at all -> missing; only failed records -> failed)."""
+    if stats is None:
+        return Shown("missing")
+    if stats.n == 0:
+        return Shown("failed")
+    return Shown("value", stats.mean, stats.std, stats.n, stats.samples, optimistic)
+
+
+def _mark_best(cells: dict[str, list[Shown]]) -> dict[str, list[Shown]]:
+    """Per column, bold the highest mean and mark the rows tied with it (compared with the first best row by name)."""
+    marked = {entry: list(row) for entry, row in cells.items()}
+    for j in range(len(next(iter(cells.values()), []))):
+        values = {entry: row[j] for entry, row in cells.items() if row[j].kind == "value"}
+        if not values:
+            continue
+        top = max(c.mean for c in values.values())
+        leader = next(c for c in values.values() if c.mean == top)
+        for entry, c in values.items():
+            marked[entry][j] = replace(c, best=c.mean == top, tied=c.mean != top and _tied(leader.samples, c.samples))
+    return marked
+
+
+def _tied(best: tuple, other: tuple) -> bool:
+    """True if ``other`` is not significantly below ``best``: one-sided Welch t-test on the per-seed values, p ≥ ALPHA.
+
+    Needs MIN_SEEDS_FOR_TEST values on each side; two constant samples (different means) are never tied.
+
+    >>> _tied((0.70, 0.72, 0.74), (0.69, 0.71, 0.73))
+    True
+    >>> _tied((0.80, 0.81, 0.82), (0.60, 0.61, 0.62))
+    False
+    >>> _tied((0.70,), (0.69, 0.71))
+    False
+    """
+    if min(len(best), len(other)) < MIN_SEEDS_FOR_TEST or (np.ptp(best) == 0 and np.ptp(other) == 0):
+        return False
+    return bool(scipy_stats.ttest_ind(best, other, equal_var=False, alternative="greater").pvalue >= ALPHA)
+
+
+def _mean_ranks(cells: dict[str, list[Shown]]) -> dict[str, float]:
+    """Each row's mean rank (1 = best, ties averaged) over the columns where it has a value; inf if none."""
+    means = pd.DataFrame({entry: [c.mean if c.kind == "value" else np.nan for c in row] for entry, row in cells.items()})
+    return means.rank(axis=1, ascending=False).mean(axis=0).fillna(np.inf).to_dict()
+
+
+def _reported_rows(reported: pd.DataFrame, keys: list[tuple]) -> tuple[list, list[str]]:
+    """Rows "<method> (reported) [k]" of the published numbers at the table's (rate, bits) columns, and their notes."""
+    position = {(round(rate, 6), int(bits)): j for j, (rate, bits) in enumerate(keys)}
+    rows, notes = [], []
+    for (method, source, protocol), part in reported.groupby(["method", "source", "protocol"], sort=True):
+        values = {position[key]: value for key, value in zip(zip(part.rate.round(6), part.bits.astype(int)), part["map"])
+                  if key in position}
+        if values:
+            k = len(notes) + 1
+            cells = [Shown("value", values[j]) if j in values else Shown("missing") for j in range(len(keys))]
+            rows.append(("reported", f"{method} (reported) [{k}]", cells))
+            notes.append(f"[{k}] {method} as published: {source}. Their protocol: {protocol}.")
+    return rows, notes
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def format_number(x: float) -> str:
+    """Three decimals without the leading zero of a value below 1.
+
+    >>> format_number(0.7421), format_number(0.0063), format_number(1.0)
+    ('.742', '.006', '1.000')
+    """
+    text = f"{x:.3f}"
+    return text[1:] if text.startswith("0.") else text
+
+
+def format_cell(cell: Shown, markup: dict) -> str:
+    """The text of one cell in ``MARKDOWN`` or ``LATEX`` markup.
+
+    >>> format_cell(Shown("value", 0.7421, 0.0063, 3, best=True), MARKDOWN)
+    '**.742 ± .006**'
+    >>> format_cell(Shown("value", 0.7, 0.01, 2, optimistic=True, show_n=True, tied=True), MARKDOWN)
+    '.700 ± .010† (n=2) ≈'
+    """
+    if cell.kind != "value":
+        return markup["missing"] if cell.kind == "missing" else "failed"
+    text = format_number(cell.mean) + (markup["pm"] + format_number(cell.std) if cell.n >= 2 else "")
+    if cell.best:
+        text = markup["bold"].format(text)
+    return (text + (markup["dagger"] if cell.optimistic else "") + (f" (n={cell.n})" if cell.show_n else "")
+            + (markup["tied"] if cell.tied else ""))
+
+
+def _sections(table: Table) -> list[tuple[str | None, list[tuple[str, list[Shown]]]]]:
+    """The table's rows split by group: (heading or None, [(label, cells)]), in display order."""
+    return [(GROUPS[group], [(label, cells) for _, label, cells in rows])
+            for group, rows in itertools.groupby(table.rows, key=lambda row: row[0])]
+
+
+def markdown_table(table: Table) -> str:
+    """The table as markdown: caption, pipe table (group headings as italic rows), footnotes."""
+    body = []
+    for heading, rows in _sections(table):
+        if heading:
+            body.append([f"*{heading}*", *[""] * len(table.columns)])
+        body += [[label, *(format_cell(c, MARKDOWN) for c in cells)] for label, cells in rows]
+    text = tabulate(body, ["method", *table.columns], tablefmt="pipe", disable_numparse=True,
+                    colalign=["left", *["right"] * len(table.columns)])
+    return "\n\n".join([table.caption, text, *table.notes])
+
+
+def latex_table(table: Table) -> str:
+    """The table as a booktabs LaTeX table (same rows, marks and footnotes as the markdown)."""
+    width = len(table.columns) + 1
+    lines = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{_latex(table.title)}. {_latex(table.caption)}}}",
+             rf"\begin{{tabular}}{{l{'r' * (width - 1)}}}", r"\toprule",
+             " & ".join(_latex(c) for c in ["method", *table.columns]) + r" \\"]
+    for heading, rows in _sections(table):
+        lines.append(r"\midrule")
+        if heading:
+            lines.append(rf"\multicolumn{{{width}}}{{l}}{{\emph{{{_latex(heading)}}}}} \\")
+        lines += [" & ".join([_latex(label), *(format_cell(c, LATEX) for c in cells)]) + r" \\" for label, cells in rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if table.notes:
+        lines.append(r"\par\smallskip{\footnotesize " + r" \\ ".join(_latex(note) for note in table.notes) + "}")
+    return "\n".join([*lines, r"\end{table}"])
+
+
+def _latex(text: str) -> str:
+    """``text`` with LaTeX's special characters (and the report's symbols) escaped."""
+    return "".join(LATEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def _percent(rate: float) -> str:
+    """A noise rate as a percentage, e.g. 0.2 -> "20%"."""
+    return f"{rate * 100:g}%"
+
+
+_AXES = {  # column name -> (what the axis is, label of one value)
+    "rate": ("noise rate", _percent),
+    "bits": ("code length", lambda bits: f"{bits} bit"),
+}
+
+
+def _slug(*parts: str) -> str:
+    """A file-name-safe name: the parts joined by "-", anything but letters, digits, ".", "_", "-" as "_"."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))
+
+
+# ---------------------------------------------------------------- the report
+
+
+@dataclass
+class Output:
+    """What rendering collects besides the markdown: the mean tables for the LaTeX export and the plots to draw."""
+
+    latex: list[Table] = field(default_factory=list)
+    plots: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # path relative to out_dir -> draw(path)
+
+    def plot(self, name: str, alt: str, draw: Callable[[Path], None]) -> str:
+        """Register the plot ``plots/<name>.png`` and return its markdown image link (a relative path)."""
+        relative = f"plots/{name}.png"
+        self.plots[relative] = draw
+        return f"![{alt}]({relative})"
+
+
+def render_report(results_dir: Path, out_dir: Path, reported: pd.DataFrame | None = None) -> list[Path]:
+    """Render the leaderboard of the records under ``results_dir`` into ``out_dir``; return the files written.
+
+    Writes ``plots/*.png`` (and removes PNGs of earlier renders that no longer have data),
+    ``leaderboard.csv``, ``leaderboard.tex`` and ``README.md``, each atomically. ``reported``: the
+    published numbers (columns ``REPORTED_COLUMNS``); None takes them from :mod:`cmh_bench.reported`.
+    """
+    frame = load_records(results_dir)
+    published = reported_numbers() if reported is None else reported
+    out = Output()
+    markdown = render_markdown(frame, published, out)
+    out_dir = Path(out_dir)
+    written = []
+    for relative, draw in out.plots.items():
+        draw(out_dir / relative)
+        written.append(out_dir / relative)
+    for stale in sorted(set((out_dir / "plots").glob("*.png")) - set(written)):
+        stale.unlink()
+    texts = {"leaderboard.csv": summary_frame(frame).to_csv(index=False, float_format="%.6f", lineterminator="\n"),
+             "leaderboard.tex": latex_document(out.latex), "README.md": markdown}
+    for name, text in texts.items():
+        write_text_atomic(out_dir / name, text)
+        written.append(out_dir / name)
+    return written
+
+
+def render_markdown(frame: pd.DataFrame, published: pd.DataFrame, out: Output) -> str:
+    """The README: header, protocol, then one section per profile (its tables never mix profiles)."""
+    parts = [_header(frame), _protocol(frame)]
+    parts += [_profile_section(profile, records, published, out) for profile, records in frame.groupby("profile", sort=True)]
+    return "\n\n".join(parts) + "\n"
+
+
+def _header(frame: pd.DataFrame) -> str:
+    """Title and what the page was rendered from."""
+    failed = int((frame.status == "failed").sum())
+    return ("# cmh-bench leaderboard\n\n"
+            f"Rendered by `cmh-bench report` from the result records alone: {len(frame)} records "
+            f"({len(frame) - failed} ok, {failed} failed). Do not edit by hand: each profile section lists "
+            "the commands that regenerate it.")
+
+
+def _protocol(frame: pd.DataFrame) -> str:
+    """The protocol block: metric, tie policy, selection, statistics, row order, profiles."""
+    profiles = "; ".join(f"`{p}`: {PROFILES.get(p, 'a profile named by its records')}" for p in sorted(frame.profile.unique()))
+    items = [
+        f"**Profiles**: {profiles}. Each profile has its own section; no table mixes profiles.",
+        "**Metric**: tie-aware MAP@all, the expected average precision over a uniformly random order inside each "
+        "group of equal Hamming distance (McSherry & Najork, ECIR 2008), computed from per-query distance "
+        "histograms. A database item is relevant when it shares a clean label with the query; queries without "
+        "any relevant item are excluded from the mean. Main tables: the mean of the I2T and T2I MAP; per-direction "
+        "tables are in the collapsed blocks.",
+        "**Noise**: the training labels are corrupted by a named, versioned, seeded noise model (versions in each "
+        "profile's setup); query and database labels are clean. Columns: noise rate · code length.",
+        "**Model selection**: the final training epoch. Cells marked † were selected at the best epoch on the "
+        "test queries (the authors' protocol): optimistic, shown for comparison, never ranked.",
+        "**Cells**: mean ± sample standard deviation (ddof 1) over seeds (training seed; the noise seed equals it "
+        "unless a command sets `--noise-seed`). (n=k): a cell with another number of seeds than the table's usual "
+        "one. failed: every run of the cell failed (see Failed cells). —: the row's method was not run in that cell.",
+        f"**Best and ties**: among ranked rows, the highest mean per column is **bold**; ≈ marks a ranked row whose "
+        f"per-seed values are not significantly below the bold row's (one-sided Welch t-test, p ≥ {ALPHA:g}), tested "
+        f"only when both rows have at least {MIN_SEEDS_FOR_TEST} seeds in that column.",
+        "**Rows**: ranked methods first (role method, trained on noisy labels, final epoch), ordered by mean rank "
+        "over the table's columns (ties by name); then, under their own headings and never ranked: rows selected on "
+        "the test queries (†), numbers reported by the authors (their own protocol: best epoch on the test set, "
+        "their split and noise draw), reference rows (floor, chance) and upper bounds (label oracle, methods "
+        "trained on clean labels).",
+    ]
+    return "## Protocol\n\n" + "\n".join(f"- {item}" for item in items)
+
+
+def _profile_section(profile: str, records: pd.DataFrame, published: pd.DataFrame, out: Output) -> str:
+    """The section of one profile: setup, one table section per (dataset, split, noise), failed cells."""
+    parts = [f"## Profile `{profile}`", _setup(profile, records)]
+    parts += [_table_section(part, published, out) for _, part in records.groupby(["dataset", "split", "noise"], sort=True)]
+    failed = records[records.status == "failed"]
+    if len(failed):
+        parts.append(_failed_section(failed))
+    return "\n\n".join(parts)
+
+
+def _setup(profile: str, records: pd.DataFrame) -> str:
+    """What the profile's records were run on: datasets, noise, selection, methods, hardware, software, commands."""
+    ok = records[records.status == "ok"]
+    failed = len(records) - len(ok)
+    datasets = [
+        f"{_dataset_name(dataset, split)} (split preset {_distinct(part.split_preset)}: {_sizes(part.sizes.iloc[0])}; "
+        f"sha256 {_distinct(part.dataset_sha256.str[:12])})"
+        for (dataset, split), part in ok.groupby(["dataset", "split"], sort=True)
+    ]
+    overrides = [f"{entry}: " + ", ".join(f"{k}={v}" for k, v in sorted(hparams.items()))
+                 for entry, hparams in records.groupby("entry").hparams.first().items() if hparams]
+    hardware = f"device {_distinct(ok.device)}; CPU {_distinct(ok.cpu)}; torch threads {_distinct(ok.torch_threads)}"
+    if ok.device_name.notna().any():
+        hardware += f"; GPU {_distinct(ok.device_name)}"
+    lines = [
+        f"Profile `{profile}`: {PROFILES.get(profile, 'a profile named by its records')}. "
+        f"{len(records)} records: {len(ok)} ok, {failed} failed.",
+        "",
+        "- **Datasets**: " + "; ".join(datasets or ["none with a successful record"]),
+        "- **Noise models**: " + ", ".join(f"{n} v{_distinct(p.noise_version)}" for n, p in ok.groupby("noise", sort=True)),
+        "- **Model selection**: " + ", ".join(f"{s}{' (†)' if s != 'final' else ''}" for s in sorted(records.selection.unique())),
+        "- **Methods**: " + ", ".join(f"{m} v{_distinct(p.method_version)}" for m, p in ok.groupby("method", sort=True)),
+        *(["- **Hyper-parameter overrides**: " + "; ".join(overrides)] if overrides else []),
+        f"- **Hardware**: {hardware}; {_distinct(ok.platform)}",
+        f"- **Software**: cmh-bench {_distinct(ok.cmh_bench)}, Python {_distinct(ok.python)}, torch {_distinct(ok.torch)}, "
+        f"numpy {_distinct(ok.numpy)}",
+        f"- **Git revisions**: {_distinct(ok.git_revision)}",
+        "",
+        "Regenerate (a run skips complete cells):",
+        "",
+        "```sh",
+        *_commands(profile, records),
+        "```",
+    ]
+    return "\n".join(lines)
+
+
+def _commands(profile: str, records: pd.DataFrame) -> list[str]:
+    """The ``cmh-bench run`` commands whose grids cover the records (one per split, selection, overrides and
+    fixed noise seed), then ``cmh-bench report``."""
+    keyed = records.assign(
+        overrides=[" ".join(f"--hp {k}={v}" for k, v in sorted(h.items())) for h in records.hparams],
+        fixed_noise_seed=["" if pd.isna(ns) or ns == s else f"--noise-seed {int(ns)}" for s, ns in zip(records.seed, records.noise_seed)],
+    )
+    commands = []
+    for (split, selection, overrides, noise_seed), part in keyed.groupby(["split", "selection", "overrides", "fixed_noise_seed"], sort=True):
+        options = [f"--profile {profile}", f"--methods {_joined(part.method)}", f"--datasets {_joined(part.dataset)}",
+                   f"--noise {_joined(part.noise)}", f"--rates {_joined(part.rate, '{:g}')}", f"--bits {_joined(part.bits)}",
+                   f"--seeds {_joined(part.seed)}", f"--split {split}" if split else "",
+                   f"--selection {selection}" if selection != "final" else "", overrides, noise_seed]
+        commands.append(" ".join(["cmh-bench run", *(o for o in options if o)]))
+    return [*commands, "cmh-bench report"]
+
+
+def _table_section(records: pd.DataFrame, published: pd.DataFrame, out: Output) -> str:
+    """One (dataset, split, noise) of a profile: the mean table, its plot, per-direction tables, noise detection, curves."""
+    profile, dataset, split, noise = records.iloc[0][TABLE_KEYS]
+    name = f"{_dataset_name(dataset, split)} · {noise}"
+    in_profile = f"{name} ({profile})"  # the plots' titles name the profile
+    slug = _slug(profile, _dataset_name(dataset, split), noise)
+    meta = records.groupby("entry")[["group", "selection"]].first()
+    matching = published[(published.dataset == dataset) & (published.noise == noise)]
+    tables = {metric: build_table(f"Profile {profile}, {name}", what, aggregate(records, metric).droplevel(TABLE_KEYS), meta,
+                                  reported=matching if metric == "map" else None)
+              for metric, what in METRICS.items()}
+    out.latex.append(tables["map"])
+    order = [label for group, label, _ in tables["map"].rows if group != "reported"]
+    points = _points(aggregate(records, "map").droplevel(TABLE_KEYS), meta, order)
+    parts = [f"### {name}", markdown_table(tables["map"])]
+    if len(points):
+        parts.append(out.plot(_slug(slug, "map"), f"MAP against noise rate, {name}",
+                              partial(plots.map_vs_rate, points, title=f"{in_profile}: MAP against noise rate")))
+    parts.append("<details><summary>Per direction: I2T and T2I MAP</summary>\n\n"
+                 + "\n\n".join(markdown_table(tables[m]) for m in ("map_i2t", "map_t2i")) + "\n\n</details>")
+    parts += _detection_section(records, meta, in_profile, slug, out)
+    parts += _curves_section(records, meta, order, in_profile, slug, out)
+    return "\n\n".join(parts)
+
+
+def _points(stats: pd.DataFrame, meta: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """The plotted points of a table: entry, group, bits, rate, mean, std of cells with values, rows in table order."""
+    points = stats[stats["n"] > 0].reset_index()
+    points["group"] = points.entry.map(meta.group)
+    points["position"] = points.entry.map({entry: i for i, entry in enumerate(order)})
+    return points.sort_values(["position", "bits", "rate"])[["entry", "group", "bits", "rate", "mean", "std"]]
+
+
+def _detection_section(records: pd.DataFrame, meta: pd.DataFrame, name: str, slug: str, out: Output) -> list[str]:
+    """Noise detection by the methods' sample weights: mean weight AUC per entry × rate, and the weight
+    histograms of clean vs corrupted samples at each entry's highest rate. Empty without such records."""
+    detected = records[(records.status == "ok") & records.noise_detection.notna()]
+    if detected.empty:
+        return []
+    stats = aggregate(records[records.entry.isin(detected.entry)], "weight_auc", columns=("rate",)).droplevel(TABLE_KEYS)
+    parts = ["#### Noise detection by sample weights"]
+    if stats["n"].any():  # no AUC when a run had no clean or no corrupted sample
+        parts.append(markdown_table(build_table(
+            name, "Weight AUC (final sample weights; clean samples positive), pooled over seeds and code lengths,",
+            stats, meta, rank=False, unit="run")))
+    for entry, part in detected.groupby("entry", sort=True):
+        top = part[part.rate == part.rate.max()].sort_values(["bits", "seed"]).drop_duplicates("bits")
+        title = f"{entry}: sample weights at {_percent(top.rate.iloc[0])} noise, {name}"
+        parts.append(out.plot(_slug(slug, entry, "weights"), title,
+                              partial(plots.weight_histograms, top[["bits", "seed", "noise_detection"]], title=title)))
+    return parts
+
+
+def _curves_section(records: pd.DataFrame, meta: pd.DataFrame, order: list[str], name: str, slug: str, out: Output) -> list[str]:
+    """The per-epoch MAP and weight-AUC curves at the table's highest noise rate with curves. Empty without curves."""
+    curves = _epoch_curves(records[records.status == "ok"])
+    if curves.empty:
+        return []
+    top = curves.rate.max()
+    curves = curves[curves.rate == top].assign(group=lambda c: c.entry.map(meta.group),
+                                               position=lambda c: c.entry.map({e: i for i, e in enumerate(order)}))
+    title = f"{name}: training curves at {_percent(top)} noise"
+    link = out.plot(_slug(slug, "epochs"), title, partial(plots.training_curves, curves.sort_values(["position", "epoch"]), title=title))
+    return [f"#### Training curves at {_percent(top)} noise",
+            "Test-query MAP and weight AUC over the epochs (mean over seeds, ± std band). A falling MAP is the "
+            "networks memorising the noisy labels: the reason the benchmark selects the final epoch, not the best one.",
+            link]
+
+
+def _epoch_curves(records: pd.DataFrame) -> pd.DataFrame:
+    """Long frame of the records' per-epoch rows that carry MAP (both directions) or weight AUC:
+    entry, rate, bits, seed, epoch, map (mean of I2T and T2I), weight_auc."""
+    rows = [
+        {"entry": r.entry, "rate": r.rate, "bits": r.bits, "seed": r.seed, "epoch": e.get("epoch"),
+         "map": (e["map_i2t"] + e["map_t2i"]) / 2 if e.get("map_i2t") is not None and e.get("map_t2i") is not None else None,
+         "weight_auc": e.get("weight_auc")}
+        for r in records.itertuples() for e in r.epochs
+    ]
+    curves = pd.DataFrame(rows, columns=["entry", "rate", "bits", "seed", "epoch", "map", "weight_auc"])
+    return curves[curves["map"].notna() | curves.weight_auc.notna()]
+
+
+def _failed_section(failed: pd.DataFrame) -> str:
+    """The failed cells of a profile with their error (first line)."""
+    rows = [[_dataset_name(r.dataset, r.split), r.noise, f"{r.rate:g}", str(r.bits), r.entry, str(r.seed), _error_text(r.error)]
+            for r in failed.itertuples()]
+    table = tabulate(rows, ["dataset", "noise", "rate", "bits", "method", "seed", "error"], tablefmt="pipe", disable_numparse=True)
+    return "### Failed cells\n\n" + table
+
+
+def _error_text(error) -> str:
+    """The first line of an error, at most 200 characters, safe inside a markdown table cell."""
+    if pd.isna(error):
+        return "(no error recorded)"
+    line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    line = line if len(line) <= 200 else line[:199] + "…"
+    return line.replace("|", "\\|").replace("<", "&lt;")
+
+
+def _dataset_name(dataset: str, split: str) -> str:
+    """The dataset as shown: ``name`` or ``name@split`` when the records name a split preset."""
+    return f"{dataset}@{split}" if split else dataset
+
+
+def _sizes(sizes) -> str:
+    """"Q query / T train / D database" from a record's dataset sizes."""
+    if not isinstance(sizes, dict):
+        return "sizes unknown"
+    return " / ".join(f"{sizes.get(part, '?')} {part}" for part in ("query", "train", "database"))
+
+
+def _distinct(values: pd.Series) -> str:
+    """The distinct non-missing values, sorted, comma-separated (integral floats without ".0"); "unknown" if none."""
+    texts = {str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values.dropna()}
+    return ", ".join(sorted(texts)) or "unknown"
+
+
+def _joined(values: pd.Series, fmt: str = "{}") -> str:
+    """The distinct values, sorted, formatted and comma-separated (a CLI list)."""
+    return ",".join(fmt.format(v) for v in sorted(set(values)))
+
+
+# ---------------------------------------------------------------- exports
+
+
+def summary_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The CSV export: one row per (profile, dataset, split, noise, rate, bits, entry) with the row's method,
+    group, role, labels_used and selection, n_seeds, n_failed, mean and std of map / map_i2t / map_t2i, and the
+    mean weight AUC and training seconds."""
+    keys = [*TABLE_KEYS, *CELL_COLUMNS, "entry"]
+    meta = frame.groupby(keys)[["method", "group", "role", "labels_used", "selection"]].first()
+    counts = aggregate(frame, "map")[["n", "n_failed"]].rename(columns={"n": "n_seeds"})
+    values = [aggregate(frame, metric)[["mean", "std"]].add_prefix(f"{metric}_") for metric in METRICS]
+    extra = frame[frame.status == "ok"].groupby(keys)[["weight_auc", "train_seconds"]].mean().add_suffix("_mean")
+    parts = [part.reorder_levels(keys) for part in (counts, *values, extra)]
+    summary = meta.join(parts).fillna({"n_seeds": 0, "n_failed": 0}).astype({"n_seeds": int, "n_failed": int})
+    return summary.sort_index().reset_index()
+
+
+def latex_document(tables: list[Table]) -> str:
+    """The LaTeX export: the mean tables as booktabs tables, one after the other."""
+    header = ("% cmh-bench leaderboard: the mean tables of README.md (tie-aware MAP@all, mean of I2T and T2I).\n"
+              "% Generated by `cmh-bench report`; do not edit. Needs \\usepackage{booktabs}.")
+    return "\n\n".join([header, *(latex_table(table) for table in tables)]) + "\n"
