@@ -7,12 +7,14 @@ that need them, so ``--help`` and ``list`` stay fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cmh_bench.errors import UserError
@@ -102,6 +104,51 @@ def data_synth(
     console.print(f"wrote {path}")
 
 
+@data_app.command("import")
+def data_import(
+    name: str = typer.Argument(..., help="A real dataset: mirflickr, nus-wide, coco, iapr."),
+    source: Path = typer.Option(..., "--from", help="The folder holding the dataset's public feature files."),
+    out: Optional[Path] = typer.Option(None, help="Output file (default: <data dir>/NAME.h5, NAME of the variant)."),
+    variant: Optional[str] = typer.Option(None, help="A variant of the card (nus-wide: tc21 (default) or tc10, written as nus-wide-tc10)."),
+    seed: int = typer.Option(0, help="Seed of the 'random' split preset."),
+) -> None:
+    """Import a real dataset from its public files (see docs/real-data.md)."""
+    from cmh_bench.importers import import_dataset
+
+    console.print(f"wrote {import_dataset(name, source, out, variant=variant, seed=seed)}")
+
+
+@data_app.command("extract")
+def data_extract(
+    images: Path = typer.Option(..., help="A folder of images (sorted by file name) or a file listing image paths."),
+    texts: Path = typer.Option(..., help="A text file, one caption or tag list per line."),
+    labels: Path = typer.Option(..., help="A .npy 0/1 matrix, or a text file: per line 0/1 entries or class names."),
+    name: str = typer.Option(..., help="The dataset name."),
+    out: Optional[Path] = typer.Option(None, help="Output file (default: <data dir>/NAME.h5)."),
+    text_kind: str = typer.Option("bow", help="bow (binary bag of words) or doc2vec."),
+    vocab: int = typer.Option(1386, help="Bag-of-words vocabulary: the most frequent tokens."),
+    doc2vec_dim: int = typer.Option(300, help="Doc2Vec vector size."),
+    doc2vec_epochs: int = typer.Option(20, help="Doc2Vec training epochs."),
+    weights: Optional[Path] = typer.Option(None, help="A torchvision VGG-19 state dict (default: torchvision's cached one)."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="Random VGG-19 weights: meaningless features, for tests only."),
+    device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."),
+    batch_size: int = typer.Option(32, help="Images per batch."),
+    split: str = typer.Option("nrch", help="Split presets, comma-separated (nrch, ucch, random); the first is the default."),
+    query: Optional[int] = typer.Option(None, help="Query size Q (default: the card's, if NAME has one)."),
+    train: Optional[int] = typer.Option(None, help="Training size T (default: the card's, if NAME has one)."),
+    seed: int = typer.Option(0, help="Seed of Doc2Vec and of the 'random' split preset."),
+) -> None:
+    """Build a dataset file from raw images, texts and labels (VGG-19 fc7 + bag of words or Doc2Vec)."""
+    from cmh_bench.extract import extract_dataset
+
+    path = extract_dataset(
+        images, texts, labels, name, out, text_kind=text_kind, vocab=vocab, doc2vec_dim=doc2vec_dim,
+        doc2vec_epochs=doc2vec_epochs, weights=weights, random_weights=random_weights, device=device,
+        batch_size=batch_size, presets=tuple(p for p in split.split(",") if p), query=query, train=train, seed=seed,
+    )
+    console.print(f"wrote {path}")
+
+
 @app.command("eval")
 def eval_codes(
     codes: Path = typer.Argument(..., help="A codes file (HDF5, schema cmh-bench/codes)."),
@@ -124,6 +171,130 @@ def eval_codes(
     console.print(_table(f"{codes}", ["direction", "MAP (tie-aware)", "optimistic", "pessimistic", "stable"], rows))
 
 
+def _split_list(value: str | None, kind=str) -> tuple:
+    if value is None:
+        return ()
+    try:
+        return tuple(kind(v.strip()) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"cannot read {value!r} as a comma-separated list of {kind.__name__}") from None
+
+
+def _parse_hparams(pairs: list[str]) -> tuple[tuple[str, str], ...]:
+    parsed = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--hp {pair!r}: write hyper-parameter overrides as KEY=VALUE, e.g. --hp epochs=10")
+        parsed.append((key.strip(), value.strip()))
+    return tuple(sorted(parsed))
+
+
+@list_app.command("methods")
+def list_methods(
+    plugin: list[Path] = typer.Option([], "--plugin", help="Also load methods from this Python file."),
+) -> None:
+    """Registered methods: name, version, paper, role and where they come from."""
+    from cmh_bench.registry import all_methods, load_plugin_file
+
+    for path in plugin:
+        load_plugin_file(path)
+    rows = [[e.name, e.version, e.role, e.paper, e.source] for e in all_methods().values()]
+    console.print(_table("methods", ["name", "version", "role", "paper", "source"], rows))
+
+
+@app.command("run")
+def run(
+    methods: str = typer.Option(..., help="Comma-separated method names (see `cmh-bench list methods`)."),
+    datasets: Optional[str] = typer.Option(None, help="Comma-separated dataset names, or 'all' (every dataset available here; the quick suite's default)."),
+    noise: Optional[str] = typer.Option(None, help="Noise model(s), comma-separated (default: the suite's, pair-swap)."),
+    rates: Optional[str] = typer.Option(None, help="Noise rates, e.g. 0.2,0.5,0.8 (default: the suite's)."),
+    bits: Optional[str] = typer.Option(None, help="Code lengths, e.g. 16,32,64,128 (default: the suite's)."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0,1,2 (default: the suite's)."),
+    profile: Optional[str] = typer.Option(None, help="paper (published hyper-parameters, GPU) or quick (CPU); default: paper on a GPU, quick otherwise."),
+    suite: Optional[str] = typer.Option(None, help="Named grid whose axes are the defaults (default: the profile's)."),
+    results: Path = typer.Option(Path("results"), help="Results directory."),
+    jobs: int = typer.Option(1, help="Cells run at once in local worker processes."),
+    executor: str = typer.Option("local", help="Where cells run: local, ray, slurm or slurm-local (docs/cluster.md)."),
+    address: Optional[str] = typer.Option(None, help="Ray: the cluster to join, auto or HOST:PORT (default: start Ray on this machine)."),
+    dashboard: bool = typer.Option(False, "--dashboard", help="Ray: start the local instance's dashboard (localhost:8265; needs Ray's dashboard packages)."),
+    cpus_per_cell: Optional[int] = typer.Option(None, help="Ray/SLURM: CPUs (and torch threads) per cell (default: cores / --jobs here, 1 on a cluster)."),
+    gpus_per_cell: float = typer.Option(0.0, help="Ray/SLURM: GPUs per cell (Ray accepts fractions)."),
+    partition: Optional[str] = typer.Option(None, help="SLURM: the partition (default: the cluster's default)."),
+    time_limit: Optional[int] = typer.Option(None, "--time", help="SLURM: time limit per cell in minutes (default: 240)."),
+    device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."),
+    mixed_precision: bool = typer.Option(False, "--mixed-precision", help="bf16 autocast on CUDA (ignored elsewhere)."),
+    split: Optional[str] = typer.Option(None, help="Split preset of the dataset files (default: each file's default)."),
+    noise_seed: Optional[int] = typer.Option(None, help="Fix the noise seed for every training seed (default: noise seed = seed)."),
+    selection: str = typer.Option("final", help="Model selection: final (default) or best-on-test (the authors' protocol; flagged as optimistic)."),
+    curve_every: int = typer.Option(5, help="Evaluate the test queries every N epochs for the record's MAP curve (0: never; never used for selection)."),
+    hp: list[str] = typer.Option([], "--hp", help="Hyper-parameter override KEY=VALUE (repeatable); recorded and part of the result path."),
+    plugin: list[Path] = typer.Option([], "--plugin", help="Load methods from this Python file (repeatable)."),
+    save_codes: bool = typer.Option(False, "--save-codes", help="Also write each cell's codes and distance histograms (.h5 beside the record)."),
+    force: bool = typer.Option(False, "--force", help="Redo cells that already have a complete record."),
+) -> None:
+    """Run a grid of cells (datasets x noise x rates x bits x methods x seeds); resumable."""
+    from cmh_bench.executors import make_executor
+    from cmh_bench.harness import resolve_device
+    from cmh_bench.method import PROFILES
+    from cmh_bench.runner import run_grid
+    from cmh_bench.suites import grid_from_options
+
+    if profile is not None and profile not in PROFILES:
+        raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if profile is None:
+        profile = "paper" if resolve_device(device).type != "cpu" else "quick"
+        console.print(f"profile: {profile} (no --profile given; {'a GPU is' if profile == 'paper' else 'no GPU is'} available)")
+    grid = grid_from_options(
+        suite=suite or profile, methods=_split_list(methods), datasets=_split_list(datasets),
+        noise=_split_list(noise), rates=_split_list(rates, float), bits=_split_list(bits, int), seeds=_split_list(seeds, int),
+        cell_options=dict(
+            profile=profile, device=device, mixed_precision=mixed_precision, split=split, noise_seed=noise_seed,
+            selection=selection, curve_every=curve_every, hparams=_parse_hparams(hp),
+            plugins=tuple(str(p.resolve()) for p in plugin), save_codes=save_codes,
+            threads=max(1, (os.cpu_count() or 1) // max(1, jobs)),
+        ),
+    )
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: give at least 1")
+    summary = run_grid(grid, results, make_executor(
+        executor, jobs, results=results, address=address, dashboard=dashboard, cpus_per_cell=cpus_per_cell,
+        gpus_per_cell=gpus_per_cell, partition=partition, time=time_limit,
+    ), force=force, console=console)
+    console.print(f"done: {summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped in {summary.seconds:.0f} s")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command("check")
+def check(
+    name: str = typer.Argument(..., help="A method name."),
+    plugin: list[Path] = typer.Option([], "--plugin", help="Load methods from this Python file first."),
+) -> None:
+    """Run a method on the toy dataset and check its contract (codes, determinism, finite losses, labels)."""
+    from cmh_bench.contract import check_method
+
+    results = check_method(name, plugins=tuple(str(p.resolve()) for p in plugin))
+    rows = [[label, "[green]pass[/green]" if ok else "[red]FAIL[/red]", detail] for label, ok, detail in results]
+    console.print(_table(f"contract checks of {name} on toy", ["check", "result", "detail"], rows))
+    if not all(ok for _, ok, _ in results):
+        raise typer.Exit(1)
+
+
+@app.command("report")
+def report(
+    results: Path = typer.Option(Path("results"), help="Results directory to render."),
+    out: Path = typer.Option(Path("leaderboard"), help="Output directory (markdown, plots, CSV, LaTeX)."),
+) -> None:
+    """Render the leaderboard from the result records (and nothing else)."""
+    from cmh_bench.report import render_report
+
+    if not results.is_dir():
+        raise UserError(f"results directory {results} does not exist; run `cmh-bench run` first or pass --results DIR")
+    written = render_report(results, out)
+    console.print(f"wrote {len(written)} files to {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; a UserError becomes one line on stderr and code 2."""
     try:
@@ -131,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except UserError as error:
-        Console(stderr=True).print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         return 2
     return 0
 

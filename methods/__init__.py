@@ -1,0 +1,32 @@
+"""The built-in methods, indexed without importing them (torch stays unloaded while listing).
+
+Each row names a registered method: where its class lives (module in this package : class), the
+hyper-parameter overrides that make it a variant (ablations are variants of one class, not copies),
+its role in reports, and the class's version and paper (a test checks they match the class).
+Roles: "method" (ranked), "reference" (floor / chance rows, not ranked), "upper-bound" (trained or
+coded with clean labels, never ranked with the noisy-label methods).
+"""
+
+SCBCH_PAPER = "Peng et al., SCBCH, arXiv 2511.07780 (AAAI 2026)"
+DCMH_PAPER = "Jiang & Li, DCMH, CVPR 2017"
+RSHNL_PAPER = "Pu et al., RSHNL, AAAI 2025 (arXiv 2501.01699)"
+NRCH_PAPER = "Wang et al., NRCH, ACM MM 2024 (doi 10.1145/3664647.3680564)"
+REFERENCE = "reference row (specs/baselines.md)"
+
+BUILTIN_METHODS = (
+    # name, target, version, paper, role, variant overrides, summary
+    ("dcmh", "dcmh:DCMH", "1", DCMH_PAPER, "method", {}, "Deep Cross-Modal Hashing on features: noise-unaware supervised baseline"),
+    ("floor-constant", "references:ConstantCodes", "1", REFERENCE, "reference", {}, "every item gets the same code: the collapsed-model floor"),
+    ("random-codes", "references:RandomCodes", "1", REFERENCE, "reference", {}, "i.i.d. random +-1 codes: chance level"),
+    ("label-oracle", "references:LabelOracle", "1", REFERENCE, "upper-bound", {}, "sign(Y_clean R): codes from clean labels, an upper reference"),
+    ("scbch", "scbch:SCBCH", "1", SCBCH_PAPER, "method", {}, "CSCC sample reliability + bidirectional soft contrastive hashing"),
+    ("scbch-no-cscc", "scbch:SCBCH", "1", SCBCH_PAPER, "method", {"use_cscc": False}, "SCBCH ablation: plain classification loss (w = 1)"),
+    ("scbch-no-bsch", "scbch:SCBCH", "1", SCBCH_PAPER, "method", {"alpha": 0.0}, "SCBCH ablation: no contrastive term (alpha = 0)"),
+    ("scbch-no-warmup", "scbch:SCBCH", "1", SCBCH_PAPER, "method", {"warmup_epochs": 0}, "SCBCH ablation: CSCC weighting from epoch 0"),
+    ("scbch-hard-pairs", "scbch:SCBCH", "1", SCBCH_PAPER, "method", {"pair_similarity": "binary"}, "SCBCH ablation: binary label-sharing pairs instead of soft Jaccard"),
+    ("scbch-one-way", "scbch:SCBCH", "1", SCBCH_PAPER, "method", {"bidirectional": False}, "SCBCH ablation: only the image-to-text mask"),
+    ("scbch-clean", "scbch:SCBCH", "1", SCBCH_PAPER, "upper-bound", {}, "SCBCH trained on clean labels: an upper bound, never ranked"),
+    ("rshnl", "rshnl:RSHNL", "1", RSHNL_PAPER, "method", {}, "robust self-paced hashing: q-robust contrastive + centre aggregation + NSH weights"),
+    ("rshnl-hard", "rshnl:RSHNL", "1", RSHNL_PAPER, "method", {"self_paced": "hard"}, "RSHNL with the hard self-paced regulariser"),
+    ("nrch", "nrch:NRCH", "1", NRCH_PAPER, "method", {}, "robust contrastive hashing + dynamic noise separator (GMM)"),
+)

@@ -1,0 +1,46 @@
+"""``cmh-bench check NAME``: the method contract of DESIGN.md, checked on the ``toy`` dataset.
+
+Checks: codes are +-1 with the right shape; two runs with the same seeds give identical codes;
+every logged loss term is finite; the method trained on noisy labels (unless it is an opted-in
+upper bound); sample weights, if any, have one finite value per training sample.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cmh_bench.cell import Cell
+from cmh_bench.harness import run_cell
+from cmh_bench.registry import get_method, load_plugin_file
+
+
+def check_method(name: str, plugins: tuple[str, ...] = (), bits: int = 16) -> list[tuple[str, bool, str]]:
+    """Run ``name`` twice on toy (pair-swap 0.5, quick profile) and return (check, passed, detail) rows."""
+    for plugin in plugins:
+        load_plugin_file(plugin)
+    entry = get_method(name)
+    cell = Cell(dataset="toy", method=name, bits=bits, rate=0.5, profile="quick", save_codes=True, plugins=plugins, threads=1)
+    first, second = run_cell(cell), run_cell(cell)
+    names = ("query_image_codes", "query_text_codes", "db_image_codes", "db_text_codes")
+    codes = {k: first["_codes_file"][k] for k in names}
+    again = {k: second["_codes_file"][k] for k in names}
+    sizes = first["dataset"]["sizes"]
+    rows = []
+    expected_rows = {"query": sizes["query"], "db": sizes["database"]}
+    shapes_ok = all(c.shape == (expected_rows[k.split("_")[0]], bits) for k, c in codes.items())
+    values_ok = all(np.isin(c, (-1, 1)).all() for c in codes.values())
+    rows.append(("codes are +-1 with shape (n, bits)", shapes_ok and values_ok, f"{bits} bits; query and database, both modalities"))
+    same = all(np.array_equal(codes[k], again[k]) for k in codes)
+    rows.append(("deterministic under the seed", same, "two runs, same seeds"))
+    terms = [v for row in first["epochs"] for k, v in row.items() if k.startswith("loss") and isinstance(v, float)]
+    rows.append(("loss terms finite", all(math.isfinite(v) for v in terms), f"{len(terms)} logged values"))
+    expected = "clean" if entry.role == "upper-bound" else "noisy"
+    used = first["method"]["labels_used"]
+    rows.append(("trains on noisy labels only (clean only for upper bounds)", used == expected, f"labels used: {used}"))
+    detection = first.get("noise_detection")
+    if detection is not None:
+        total = sum(detection["clean"]) + sum(detection["corrupted"])
+        rows.append(("one sample weight per training item", total == sizes["train"], f"{total} weights, {sizes['train']} items"))
+    return rows

@@ -1,0 +1,134 @@
+"""Executors: ways of running cells. Workers compute, the driver writes.
+
+An executor maps ``execute_cell`` over cells and yields ``(cell, record)`` pairs as they complete;
+it never writes files, so the runner is the single writer whatever the backend. A worker's
+exception comes back as a "failed" record of the cell it belongs to. Epoch progress goes through
+``on_epoch(cell, done, total)``, called in the driver's process.
+
+Backends here: in-process (default) and a local process pool (``--jobs N``). Cluster engines
+(Ray, SLURM via submitit) implement the same interface.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import threading
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Callable, Iterable, Iterator, Protocol
+
+from cmh_bench.cell import Cell
+
+EpochFn = Callable[[Cell, int, int], None]
+
+
+def execute_cell(cell: Cell, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Run one cell and return its record; any exception becomes a "failed" record of that cell."""
+    from cmh_bench.harness import run_cell
+    from cmh_bench.record import failed_record
+
+    try:
+        return run_cell(cell, progress)
+    except Exception as error:  # noqa: BLE001 - the error is recorded with its traceback
+        return failed_record(cell, error)
+
+
+class Executor(Protocol):
+    """Runs cells; yields (cell, record) as each completes."""
+
+    def run(self, cells: list[Cell], on_epoch: EpochFn) -> Iterator[tuple[Cell, dict]]: ...
+
+
+class InProcessExecutor:
+    """Runs the cells one after another in the driver's process."""
+
+    def run(self, cells: Iterable[Cell], on_epoch: EpochFn) -> Iterator[tuple[Cell, dict]]:
+        for cell in cells:
+            yield cell, execute_cell(cell, lambda done, total, cell=cell: on_epoch(cell, done, total))
+
+
+def _pool_worker(cell: Cell, messages) -> dict:
+    return execute_cell(cell, lambda done, total: messages.put((cell, done, total)))
+
+
+def _claim_gpu(gpu_slots) -> None:
+    """Pool initializer: on a multi-GPU machine each worker sees one GPU (round robin)."""
+    gpu = gpu_slots.get()
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+class ProcessPoolExecutorBackend:
+    """Runs cells in N local worker processes (spawned, so CUDA and threads start clean).
+
+    With several GPUs, worker i sees only GPU i mod (number of GPUs), so ``--jobs`` = number of
+    GPUs gives one worker per GPU.
+    """
+
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+
+    def run(self, cells: Iterable[Cell], on_epoch: EpochFn) -> Iterator[tuple[Cell, dict]]:
+        context = multiprocessing.get_context("spawn")
+        gpus = _gpu_count()
+        with context.Manager() as manager:
+            gpu_slots = manager.Queue()
+            for worker in range(self.jobs):
+                gpu_slots.put(worker % gpus if gpus > 1 else None)
+            with ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_claim_gpu, initargs=(gpu_slots,)) as pool:
+                yield from self._run(pool, manager, cells, on_epoch)
+
+    def _run(self, pool, manager, cells: Iterable[Cell], on_epoch: EpochFn) -> Iterator[tuple[Cell, dict]]:
+        messages = manager.Queue()
+        stop = threading.Event()
+        relay = threading.Thread(target=_relay, args=(messages, on_epoch, stop), daemon=True)
+        relay.start()
+        try:
+            futures = {pool.submit(_pool_worker, cell, messages): cell for cell in cells}
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for future in done:
+                    cell = futures.pop(future)
+                    yield cell, _result_or_failure(cell, future)
+        finally:
+            stop.set()
+            relay.join(timeout=2)
+
+
+def _result_or_failure(cell: Cell, future) -> dict:
+    from cmh_bench.record import failed_record
+
+    try:
+        return future.result()
+    except Exception as error:  # the worker process died (e.g. killed, out of memory)
+        return failed_record(cell, error)
+
+
+def _relay(messages, on_epoch: EpochFn, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            cell, done, total = messages.get(timeout=0.2)
+        except (queue.Empty, EOFError, OSError):
+            continue
+        on_epoch(cell, done, total)
+
+
+def make_executor(name: str, jobs: int = 1, **options) -> Executor:
+    """The executor called ``name`` ("local": in-process for jobs=1, a process pool for jobs>1; "ray", "slurm",
+    "slurm-local": cmh_bench.executors_cluster), given the ``run`` command's options (``results`` and cluster flags)."""
+    from cmh_bench.errors import UserError
+    from cmh_bench.executors_cluster import CLUSTER_EXECUTORS, make_cluster_executor, reject_misplaced
+
+    if name not in ("local", *CLUSTER_EXECUTORS):
+        raise UserError(f"unknown executor {name!r}; use local, {', '.join(CLUSTER_EXECUTORS)}")
+    reject_misplaced(name, options)
+    if name == "local":
+        return InProcessExecutor() if jobs <= 1 else ProcessPoolExecutorBackend(jobs)
+    return make_cluster_executor(name, jobs, **options)

@@ -1,0 +1,147 @@
+"""Result records: one JSON file per cell (schema "cmh-bench/result" version 1), written atomically.
+
+A record holds the cell (all key fields), status ("ok", or "failed" with the error), metrics per
+direction, the realised noise, the per-epoch log (loss terms, weight AUC, MAP curve), the
+noise-detection summary, wall time, peak memory, device, hyper-parameters, package versions, git
+revision and the dataset's checksum. An optional sidecar ``.h5`` (same stem) holds the codes and
+distance histograms, so every metric can be recomputed without retraining.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import platform
+import resource
+import subprocess
+import traceback
+from pathlib import Path
+
+from cmh_bench import __version__
+from cmh_bench.atomic import write_json_atomic
+from cmh_bench.cell import Cell
+
+SCHEMA = "cmh-bench/result"
+SCHEMA_VERSION = 1
+
+
+def build_record(*, cell: Cell, entry, method_version: str, hparams: dict, labels_used: str, dataset, noise: dict,
+                 metrics: dict, epochs: list, best_epoch, detection, seconds: dict, memory: dict, device,
+                 codes_file: dict | None = None) -> dict:
+    """Assemble the record of a finished cell.
+
+    ``codes_file``: the arguments of ``write_codes_file`` (codes, labels, histograms), carried under
+    the key "_codes_file" until ``write_record`` writes them beside the JSON (never inside it).
+    """
+    record = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "status": "ok",
+        "cell": {**cell.key(), "method_version": method_version},
+        "execution": {k: v for k, v in cell.to_dict().items() if k not in cell.key()},
+        "method": {"role": entry.role, "paper": entry.paper, "source": entry.source, "variant": entry.variant,
+                   "labels_used": labels_used, "hparams": hparams},
+        "dataset": {"name": dataset.info.name, "split": dataset.split, "sha256": dataset.info.content_sha256,
+                    "sizes": {p: len(getattr(dataset, p)) for p in ("query", "train", "database")}},
+        "noise": noise,
+        "metrics": metrics,
+        "selection": {"rule": cell.selection, "best_epoch": best_epoch},
+        "epochs": epochs,
+        "noise_detection": detection,
+        "seconds": seconds,
+        "memory": memory,
+        "environment": environment(device),
+    }
+    if codes_file is not None:
+        record["_codes_file"] = codes_file
+    return record
+
+
+def failed_record(cell: Cell, error: BaseException) -> dict:
+    """The record of a cell whose run raised ``error`` (retried on the next run)."""
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "status": "failed",
+        "cell": cell.key(),
+        "error": {"type": type(error).__name__, "message": str(error),
+                  "traceback": "".join(traceback.format_exception(error))},
+        "environment": environment(None),
+    }
+
+
+def write_record(results_dir: Path, cell: Cell, record: dict) -> Path:
+    """Write the record (and its optional codes sidecar) at the cell's path, atomically."""
+    path = Path(results_dir) / cell.relative_path()
+    codes_file = record.pop("_codes_file", None)
+    if codes_file is not None:
+        from cmh_bench.codes_file import write_codes_file
+
+        write_codes_file(path.with_suffix(".h5"), **codes_file)
+    write_json_atomic(path, record)
+    return path
+
+
+def read_record(path: Path) -> dict | None:
+    """The record at ``path``, or None if it is missing or unreadable (then the cell is pending)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_complete(record: dict | None, cell: Cell, method_version: str) -> bool:
+    """True if ``record`` is a successful run of exactly this cell with this method version."""
+    return (
+        record is not None
+        and record.get("status") == "ok"
+        and record.get("schema_version") == SCHEMA_VERSION
+        and record.get("cell") == {**cell.key(), "method_version": method_version}
+    )
+
+
+def peak_memory(device) -> dict:
+    """Peak resident memory of this process (MiB; includes earlier cells in the same process) and of the device."""
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    memory = {"process_peak_rss_mib": round(rss_kib / 1024, 1)}
+    if device is not None and device.type == "cuda":
+        import torch
+
+        memory["device_peak_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return memory
+
+
+def environment(device) -> dict:
+    """Versions, git revision and hardware of the run."""
+    import numpy
+    import torch
+
+    env = {
+        "cmh_bench": __version__,
+        "git_revision": git_revision(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(terse=True),
+        "cpu": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device is not None:
+        env["device"] = str(device)
+        if device.type == "cuda":
+            env["device_name"] = torch.cuda.get_device_name(device)
+    return env
+
+
+@functools.cache
+def git_revision() -> str | None:
+    """The git commit of the cmh_bench source tree (with "-dirty" if it has local changes), or None."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return rev + ("-dirty" if dirty else "")
+

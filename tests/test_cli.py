@@ -1,0 +1,55 @@
+"""The command line end to end: run -> report on toy, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cmh_bench.cli import main
+
+
+def test_run_then_report_on_toy(tmp_path, capsys):
+    results, board = tmp_path / "results", tmp_path / "board"
+    code = main(["run", "--methods", "floor-constant,label-oracle", "--datasets", "toy", "--rates", "0.5",
+                 "--bits", "16", "--seeds", "0,1", "--results", str(results)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "profile: quick (no --profile given; no GPU is available)" in out and "4 to run" in out
+    record = json.loads((results / "quick/toy/pair-swap-0.5/16bit/floor-constant/seed1.json").read_text())
+    assert record["status"] == "ok" and record["cell"]["seed"] == 1
+    assert record["method"]["labels_used"] == "noisy" and record["noise"]["requested_rate"] == 0.5
+    assert main(["report", "--results", str(results), "--out", str(board)]) == 0
+    assert "label-oracle" in (board / "README.md").read_text(encoding="utf-8")
+    assert main(["run", "--methods", "floor-constant", "--datasets", "toy", "--rates", "0.5", "--bits", "16",
+                 "--seeds", "0", "--results", str(results)]) == 0
+    assert "1 already complete, 0 to run" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--methods", "scbhc", "--datasets", "toy"], "did you mean scbch"),
+    (["run", "--methods", "dcmh", "--datasets", "nope"], "no dataset 'nope'"),
+    (["run", "--methods", "dcmh", "--datasets", "toy", "--noise", "pairswap"], "pair-swap"),
+    (["run", "--methods", "dcmh", "--datasets", "toy", "--rates", "1.5"], "outside [0, 1]"),
+    (["run", "--methods", "dcmh", "--datasets", "toy", "--rates", "a,b"], "comma-separated list of float"),
+    (["run", "--methods", "dcmh", "--datasets", "toy", "--hp", "epochs"], "KEY=VALUE"),
+    (["run", "--methods", "dcmh", "--datasets", "toy", "--device", "tpu"], "unknown device"),
+    (["run", "--methods", "dcmh", "--datasets", "toy", "--profile", "fast"], "unknown profile"),
+    (["report", "--results", "/nonexistent/results"], "does not exist"),
+    (["eval", "/nonexistent/codes.h5"], "codes"),
+    (["data", "synth", "mirflickr"], "real dataset"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, argv, message):
+    argv = [*argv, *(["--results", str(tmp_path / "r")] if argv[0] == "run" else [])]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_hyper_parameter_fails_before_writing_a_record(tmp_path, capsys):
+    code = main(["run", "--methods", "dcmh", "--datasets", "toy", "--rates", "0.5", "--bits", "16",
+                 "--hp", "nope=1", "--results", str(tmp_path / "r")])
+    assert code == 2
+    assert "no hyper-parameter 'nope'" in capsys.readouterr().err
+    assert not list((tmp_path / "r").rglob("*.json"))

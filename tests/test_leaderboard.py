@@ -1,0 +1,20 @@
+"""The committed leaderboard/ is exactly what `cmh-bench report` renders from the committed results/."""
+
+from pathlib import Path
+
+import pytest
+
+from cmh_bench.report import render_report
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(not (REPO / "results").is_dir() or not any((REPO / "results").rglob("*.json")),
+                    reason="no committed reference run")
+def test_committed_leaderboard_is_rendered_from_committed_results(tmp_path):
+    render_report(REPO / "results", tmp_path)
+    for name in ("README.md", "leaderboard.csv", "leaderboard.tex"):
+        assert (tmp_path / name).read_text(encoding="utf-8") == (REPO / "leaderboard" / name).read_text(encoding="utf-8"), (
+            f"leaderboard/{name} differs from a fresh render of results/; regenerate it with `cmh-bench report`")
+    committed_plots = sorted(p.name for p in (REPO / "leaderboard" / "plots").glob("*.png"))
+    assert committed_plots == sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
