@@ -53,3 +53,17 @@ def test_unknown_hyper_parameter_fails_before_writing_a_record(tmp_path, capsys)
     assert code == 2
     assert "no hyper-parameter 'nope'" in capsys.readouterr().err
     assert not list((tmp_path / "r").rglob("*.json"))
+
+
+def test_eval_scores_a_codes_file_from_elsewhere(tmp_path, capsys):
+    import numpy as np
+
+    from cmh_bench.codes_file import write_codes_file
+
+    rng = np.random.default_rng(0)
+    codes = lambda n: np.where(rng.random((n, 16)) < 0.5, -1, 1).astype(np.int8)  # noqa: E731
+    labels = lambda n: (rng.random((n, 4)) < 0.4).astype(np.uint8)  # noqa: E731
+    path = write_codes_file(tmp_path / "codes.h5", codes(5), codes(5), codes(30), codes(30), labels(5), labels(30))
+    assert main(["eval", str(path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0.0 <= result["i2t"]["map"] <= 1.0 and result["t2i"]["n_queries"] == 5
