@@ -12,29 +12,30 @@ real MIRFlickr-25K label matrix (LAll, 20,015 x 24):
   to its 21 most frequent classes, rows left without a label dropped, then rows resampled uniformly
   with replacement (seeded) for the queries and for the database.
 
-Measurements. Each (scale, bits) runs in a fresh process. "ours" = median over --repeats runs of
-evaluate() on the ±1 inputs (packing, both directions' histograms and stable AP, all metrics),
-after a warm-up on a slice that loads the compiled kernel; "ours cpu s" is its process CPU time
-(both threads), which shows the work independently of other load on the machine; "tie-aware only"
-= evaluate(..., stable_ap=False), everything but map_stable. "loop" = the published loop (per query:
-relevance by label product, Hamming distance 0.5·(L − B q) in float32, np.argsort, cumsum, AP),
-one run over both directions; at mirflickr it runs every query, elsewhere --loop-queries queries
-per direction and the time is extrapolated linearly to all queries (marked "~" in the table).
-"extra MiB" = peak RSS during a full evaluate (the first, untimed) minus RSS just before it (peak reset through
-/proc/self/clear_refs, read as resource.getrusage ru_maxrss; counts numpy and numba allocations).
-"load" = the 1-minute load average after the case (other processes on
-the 2 cores inflate wall-clock times, not CPU times).
-"stable check" = max |AP difference| between the loop with argsort(kind="stable") and evaluate's
-stable-tie AP, per query, on every query at mirflickr (plus the MAP) and on the loop's queries
-elsewhere; the script fails if it exceeds 1e-9.
+Measurements. Each (scale, bits) runs in a fresh process.
+- "ours s": median over --repeats runs of evaluate() on the ±1 inputs (packing, both directions'
+  histograms and stable AP, all metrics), after a warm-up on a slice that loads the compiled
+  kernels; "ours cpu s": its process CPU time (both threads), which does not depend on other load
+  on the machine; "tie-aware only s": evaluate(..., stable_ap=False), everything but map_stable.
+- "loop s": the published loop (per query: relevance by label product, Hamming distance
+  0.5·(L − B q) in float32, np.argsort, cumsum, AP), one run over both directions; at mirflickr on
+  every query, elsewhere on --loop-queries queries per direction, extrapolated linearly to all
+  queries (marked "~"). "ratio" = loop s / ours s.
+- "extra MiB": peak RSS during one full evaluate minus RSS just before it (peak reset through
+  /proc/self/clear_refs, read as resource.getrusage ru_maxrss; counts numpy and numba allocations).
+- "stable check": max |AP difference| between the loop with argsort(kind="stable") and evaluate's
+  stable-tie AP, per query, on every query at mirflickr (and the MAP) and on the loop's queries
+  elsewhere; the script fails if it exceeds 1e-9.
+- "load": the 1-minute load average after the case; other processes on the 2 cores inflate
+  wall-clock times (compare "ours cpu s").
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import os
 import multiprocessing
+import os
 import re
 import resource
 import statistics

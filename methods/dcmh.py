@@ -14,7 +14,7 @@ as in the authors' code.
 Deviations, on purpose: features instead of raw pixels (so MLPs replace CNN-F and the text MLP is
 Linear(d, 8192) -> ReLU -> Linear(8192, L)); 100 epochs in the paper profile instead of 500 (the
 paper trained CNN-F end to end from pixels; on fixed features the loss settles far earlier); the
-quick profile uses 1024-wide nets and 40 epochs.
+quick profile uses 512-wide nets and 30 epochs.
 
 Known behaviour on the synthetic stand-ins (measured, not fixed): from random initialisation the
 alternating optimisation does not leave the collapsed state — the outputs shrink towards 0, the
@@ -79,7 +79,7 @@ class DCMH(HashingMethod):
     paper = "Jiang & Li, DCMH, CVPR 2017"
     family = "dcmh"
     Hparams = DCMHHparams
-    quick = {"hidden": 1024, "epochs": 40}
+    quick = {"hidden": 512, "epochs": 30}
 
     def setup(self, train: TrainSet, ctx: RunContext) -> None:
         hp = self.hp
