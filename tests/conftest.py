@@ -12,5 +12,16 @@ def private_data_dir(tmp_path_factory):
     yield folder
     patcher.undo()
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run every test on one torch thread: the tiny test networks are slower with several, and CI is shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # Plugin files for the tests are loaded by path (as users' --plugin files are), never imported as modules.
 collect_ignore = ["plugins"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 import torch
 
 from cmh_bench.cell import Cell
@@ -24,15 +23,6 @@ from cmh_bench.methods.nrch import (
     rch_per_sample,
     shifted_similarities,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one torch thread: these tiny networks are much slower with several on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def close(a, b, tol=1e-5):

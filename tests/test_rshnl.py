@@ -29,15 +29,6 @@ from cmh_bench.methods.rshnl import (
 E = math.e
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one torch thread: these tiny networks are much slower with several on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def close(a, b, tol=1e-5):
     return torch.allclose(torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32), atol=tol)
 

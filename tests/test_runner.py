@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from cmh_bench.cell import Cell
 from cmh_bench.executors import InProcessExecutor, ProcessPoolExecutorBackend
