@@ -101,7 +101,7 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
         evaluate_now = cell.selection == "best-on-test" or (cell.curve_every and (epoch + 1) % cell.curve_every == 0)
         if evaluate_now:
             codes = _encode_all(method, parts)
-            scores = _evaluate(codes, data)
+            scores = _evaluate(codes, data, stable_ap=False)
             row.update(map_i2t=scores["i2t"]["map"], map_t2i=scores["t2i"]["map"])
             if cell.selection == "best-on-test" and scores["mean"]["map"] > best.get("map", -1.0):
                 best.update(map=scores["mean"]["map"], epoch=epoch, codes=codes)
@@ -183,10 +183,10 @@ def _encode_all(method: HashingMethod, parts: dict[str, EncodeInput]) -> dict[st
     return codes
 
 
-def _evaluate(codes: dict[str, np.ndarray], data: LoadedSplit, keep_histograms: bool = False):
+def _evaluate(codes: dict[str, np.ndarray], data: LoadedSplit, keep_histograms: bool = False, stable_ap: bool = True):
     return evaluate(
         codes["query_image"], codes["query_text"], codes["database_image"], codes["database_text"],
-        data.query.labels, data.database.labels, keep_histograms=keep_histograms,
+        data.query.labels, data.database.labels, keep_histograms=keep_histograms, stable_ap=stable_ap,
     )
 
 

@@ -1,7 +1,8 @@
 """Reference rows (specs/baselines.md): cheap, deterministic codes that make a MAP readable.
 
 - ``floor-constant``: every item gets the same code, the MAP any collapsed model gets. Under the
-  tie-aware MAP it equals the mean relevance rate exactly.
+  tie-aware MAP it is exactly the expected AP of a uniformly random ranking, which approaches the
+  mean relevance rate as the database grows.
 - ``random-codes``: i.i.d. random +-1 codes from the training seed: the chance level.
 - ``label-oracle``: sign(Y_clean R) with a fixed Gaussian projection R (C x L) from the training
   seed: what perfect semantics gives at L bits. It reads the CLEAN labels of the items it encodes
