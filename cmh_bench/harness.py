@@ -184,10 +184,16 @@ def _encode_all(method: HashingMethod, parts: dict[str, EncodeInput]) -> dict[st
 
 
 def _evaluate(codes: dict[str, np.ndarray], data: LoadedSplit, keep_histograms: bool = False, stable_ap: bool = True):
-    return evaluate(
-        codes["query_image"], codes["query_text"], codes["database_image"], codes["database_text"],
-        data.query.labels, data.database.labels, keep_histograms=keep_histograms, stable_ap=stable_ap,
-    )
+    """Evaluate the codes; torch's thread count is restored afterwards, because numba's parallel
+    kernel shares the OpenMP runtime with torch and leaves it at numba's own thread count."""
+    threads = torch.get_num_threads()
+    try:
+        return evaluate(
+            codes["query_image"], codes["query_text"], codes["database_image"], codes["database_text"],
+            data.query.labels, data.database.labels, keep_histograms=keep_histograms, stable_ap=stable_ap,
+        )
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _detection_summary(weights: np.ndarray, corrupted: np.ndarray, bins: int = 20) -> dict:

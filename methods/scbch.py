@@ -253,8 +253,9 @@ class SCBCH(TwoNetHashing):
     Why the lr: the stand-ins' train splits at their default scale (2,000–2,500 items) are 4–5×
     smaller than the real ones, so 50 epochs are ~1,000 Adam steps instead of ~4,000, and the
     memorisation of noisy labels that CSCC exists to counter (specs/scbch.md) has not started by
-    then. Measured with the harness on synth-flickr, pair-swap 0.8, 32 bits (MAP in points, mean of
-    seeds 0–1, curve_every=5):
+    then; 4e-4 is 1e-4 times that step ratio (set from the ratio, not searched). Measured with
+    the harness on synth-flickr, pair-swap 0.8, 32 bits (MAP in points, mean of seeds 0–1,
+    curve_every=5):
 
     - lr 1e-4, width 512: MAP still rising at epoch 50 (79.1 at epoch 10, 80.3 at 50); scbch and
       scbch-no-cscc equal (80.27 vs 80.26; gap within ±0.1 at every epoch); weight AUC ≈ 0.80.
@@ -262,12 +263,13 @@ class SCBCH(TwoNetHashing):
       as the nets memorise; scbch and no-cscc are equal until epoch 30 (|gap| ≤ 0.1) and scbch is
       ahead from epoch 35 on (+0.21, +0.25, +0.23, +0.26 at 35/40/45/50); over seeds 0–3 the final
       MAP is 81.79 vs 81.45. Weight AUC 0.81–0.85 after warm-up.
-    - width 1024 costs 2.5× the time of 512 (50 epochs: 41 s vs 17 s, one thread), over budget.
+    - width 1024 costs 2.5× the time of 512 (50 epochs of training: 41 s vs 17 s, one thread).
 
-    One quick cell (synth-flickr, 2,500 train items, 1,024-d images, ten MAP evaluations) takes
-    about 15.5 s on one thread of this 2-core machine when it is lightly loaded (scbch-no-cscc 12 s).
-    The lr is tuned to that scale: a real 10k-item training set under the quick profile takes 4×
-    the steps per epoch.
+    One quick cell (32 bits, ten MAP evaluations) takes 14 s on synth-flickr (2,500 train items,
+    1,024-d images), 17 s on synth-iapr, 11 s on synth-nus and 10 s on synth-coco, with torch on
+    one thread of this 2-core machine while it was shared (load ≈ 3.4); scbch-no-cscc 10.5 s.
+    The lr scaling assumes that scale: a real 10k-item training set under the quick profile takes
+    4× the steps per epoch, on top of the 4× lr.
     """
 
     version = "1"

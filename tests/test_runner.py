@@ -93,3 +93,14 @@ def test_killing_the_runner_loses_no_finished_cell_and_duplicates_none(tmp_path)
     final = list(results.rglob("*.json"))
     assert len(final) == 6
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in survivors.items())  # finished cells not redone
+
+
+def test_evaluation_does_not_change_the_cells_torch_threads(tmp_path):
+    import torch
+
+    from cmh_bench.harness import run_cell
+
+    torch.set_num_threads(1)
+    record = run_cell(Cell(dataset="toy", method="dcmh", bits=16, rate=0.5, threads=1, curve_every=1,
+                           hparams=(("epochs", "2"), ("hidden", "8"))))
+    assert record["status"] == "ok" and torch.get_num_threads() == 1
