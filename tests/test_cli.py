@@ -67,3 +67,21 @@ def test_eval_scores_a_codes_file_from_elsewhere(tmp_path, capsys):
     assert main(["eval", str(path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert 0.0 <= result["i2t"]["map"] <= 1.0 and result["t2i"]["n_queries"] == 5
+
+
+def test_data_synth_writes_a_valid_file_and_list_commands_work(tmp_path, capsys):
+    from cmh_bench.dataset import read_info
+
+    out = tmp_path / "toy.h5"
+    assert main(["data", "synth", "toy", "--out", str(out), "--seed", "3"]) == 0
+    info = read_info(out)
+    assert info.name == "toy" and "seed 3" in info.source
+    for what in ("datasets", "noise", "methods"):
+        assert main(["list", what]) == 0
+    listing = capsys.readouterr().out
+    assert "synth-flickr" in listing and "pair-swap" in listing and "scbch-no-cscc" in listing
+
+
+def test_check_passes_for_a_builtin_method(capsys):
+    assert main(["check", "random-codes"]) == 0
+    assert "FAIL" not in capsys.readouterr().out
