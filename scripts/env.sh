@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment and install cmh-bench into it.
-#   VENV: $CMH_BENCH_VENV, default .venv in the repository.
+#   VENV: $CMH_BENCH_VENV, default .venv in the repository; extras: $CMH_BENCH_EXTRAS (default: all of them).
 # Dependencies are installed with requirements/pins.txt as constraints; the venv records the hash of
 # the pins and pyproject.toml and is re-synced only when they change. Prints the venv path last.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${CMH_BENCH_VENV:-$repo/.venv}"
 python="${PYTHON:-python3}"
-extras="${CMH_BENCH_EXTRAS:-extract,test}"
+extras="${CMH_BENCH_EXTRAS:-extract,test,ray,slurm}"
 stamp_value="$(cat "$repo/requirements/pins.txt" "$repo/pyproject.toml" | sha256sum | cut -c1-16) $extras"
 
 if [ ! -x "$venv/bin/python" ]; then
