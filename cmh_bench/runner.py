@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cmh_bench.cell import Cell
+from cmh_bench.cell import SELECTIONS, Cell
 from cmh_bench.errors import UserError
 from cmh_bench.executors import Executor
 from cmh_bench.record import is_complete, read_record, write_record
@@ -88,6 +88,8 @@ def validate_grid(grid: Grid) -> None:
     for rate in grid.rates:
         if not 0.0 <= rate <= 1.0:
             raise UserError(f"noise rate {rate} is outside [0, 1]; give rates like 0.2,0.5,0.8")
+    if options.get("selection", "final") not in SELECTIONS:
+        raise UserError(f"unknown selection {options['selection']!r}; choose one of {', '.join(SELECTIONS)}")
     for bits in grid.bits:
         if bits < 1:
             raise UserError(f"code length {bits} must be a positive number of bits")

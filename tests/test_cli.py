@@ -34,6 +34,7 @@ def test_run_then_report_on_toy(tmp_path, capsys):
     (["run", "--methods", "dcmh", "--datasets", "toy", "--rates", "a,b"], "comma-separated list of float"),
     (["run", "--methods", "dcmh", "--datasets", "toy", "--hp", "epochs"], "KEY=VALUE"),
     (["run", "--methods", "dcmh", "--datasets", "toy", "--device", "tpu"], "unknown device"),
+    (["run", "--methods", "dcmh", "--datasets", "toy", "--selection", "best"], "unknown selection"),
     (["run", "--methods", "dcmh", "--datasets", "toy", "--profile", "fast"], "unknown profile"),
     (["report", "--results", "/nonexistent/results"], "does not exist"),
     (["eval", "/nonexistent/codes.h5"], "codes"),
