@@ -2,8 +2,10 @@
 
 A record holds the cell (all key fields), status ("ok", or "failed" with the error), metrics per
 direction, the realised noise, the per-epoch log (loss terms, weight AUC, MAP curve), the
-noise-detection summary, wall time, peak memory, device, hyper-parameters, package versions, git
-revision and the dataset's checksum. An optional sidecar ``.h5`` (same stem) holds the codes and
+noise-detection summary, wall time (``seconds.train``: from the start of the cell to the end of
+``fit``, so it includes loading the dataset and injecting the noise; ``seconds.total``: the whole
+cell), peak memory, device, hyper-parameters, package versions, git revision and the dataset's
+checksum. An optional sidecar ``.h5`` (same stem) holds the codes and
 distance histograms, so every metric can be recomputed without retraining.
 """
 
