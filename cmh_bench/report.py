@@ -56,6 +56,7 @@ GROUPS = {  # row group -> heading row inside a table (None: no heading); the or
 GROUP_ORDER = {group: i for i, group in enumerate(GROUPS)}
 ALPHA = 0.05
 MIN_SEEDS_FOR_TEST = 2
+CONSTANT_SPREAD = 1e-12  # per-seed values closer than this are one constant (float noise of a mean)
 PROFILES = {
     "paper": "the published hyper-parameters (network widths, epochs, batch sizes), meant for a GPU",
     "quick": "reduced widths and epochs, for CPU runs and CI",
@@ -274,6 +275,9 @@ def _tied(best: tuple, other: tuple) -> bool:
     """True if ``other`` is not significantly below ``best``: one-sided Welch t-test on the per-seed values, p ≥ ALPHA.
 
     Needs MIN_SEEDS_FOR_TEST values on each side; two constant samples (different means) are never tied.
+    When one side is constant (spread ≤ CONSTANT_SPREAD, e.g. a method stuck at the floor), Welch's test
+    reduces exactly to a one-sample t-test of the other side against that constant (its variance term
+    is zero), which is what is computed then: scipy's two-sample moments lose all precision on such data.
 
     >>> _tied((0.70, 0.72, 0.74), (0.69, 0.71, 0.73))
     True
@@ -281,10 +285,23 @@ def _tied(best: tuple, other: tuple) -> bool:
     False
     >>> _tied((0.70,), (0.69, 0.71))
     False
+    >>> _tied((0.456, 0.456, 0.456), (0.40, 0.46, 0.50))
+    True
+    >>> _tied((0.456, 0.456, 0.456), (0.455, 0.455, 0.455))
+    False
     """
-    if min(len(best), len(other)) < MIN_SEEDS_FOR_TEST or (np.ptp(best) == 0 and np.ptp(other) == 0):
+    if min(len(best), len(other)) < MIN_SEEDS_FOR_TEST:
         return False
-    return bool(scipy_stats.ttest_ind(best, other, equal_var=False, alternative="greater").pvalue >= ALPHA)
+    best_constant, other_constant = np.ptp(best) <= CONSTANT_SPREAD, np.ptp(other) <= CONSTANT_SPREAD
+    if best_constant and other_constant:
+        return False
+    if best_constant:
+        test = scipy_stats.ttest_1samp(other, popmean=float(np.mean(best)), alternative="less")
+    elif other_constant:
+        test = scipy_stats.ttest_1samp(best, popmean=float(np.mean(other)), alternative="greater")
+    else:
+        test = scipy_stats.ttest_ind(best, other, equal_var=False, alternative="greater")
+    return bool(test.pvalue >= ALPHA)
 
 
 def _mean_ranks(cells: dict[str, list[Shown]]) -> dict[str, float]:
