@@ -96,7 +96,7 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
     def on_epoch_end(epoch: int, terms: dict) -> None:
         row = {"epoch": epoch, **{k: float(v) for k, v in terms.items()}}
         weights = method.sample_weights()
-        if weights is not None:
+        if weights is not None and not uses_clean:
             row["weight_auc"] = weight_auc(weights.detach().float().cpu().numpy(), noisy.corrupted)
         evaluate_now = cell.selection == "best-on-test" or (cell.curve_every and (epoch + 1) % cell.curve_every == 0)
         if evaluate_now:
@@ -121,7 +121,7 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
     metrics, histograms = _evaluate(codes, data, keep_histograms=True)
     weights = method.sample_weights()
     detection = None
-    if weights is not None:
+    if weights is not None and not uses_clean:  # trained on clean labels: there is no corruption to detect
         detection = _detection_summary(weights.detach().float().cpu().numpy(), noisy.corrupted)
 
     return build_record(

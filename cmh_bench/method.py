@@ -137,7 +137,8 @@ class HashingMethod:
         raise NotImplementedError
 
     def sample_weights(self) -> torch.Tensor | None:
-        """Per-training-sample reliability (higher = more likely clean), or None."""
+        """Per-training-sample reliability (higher = more likely clean), or None; the harness scores it
+        against the noise draw's corrupted flags (weight AUC) unless the method trained on clean labels."""
         return None
 
     def modules(self) -> list[torch.nn.Module]:

@@ -1,6 +1,6 @@
-"""Small pieces shared by the RSHNL and NRCH plugins: MLP hash networks with their unit-tanh
-output head, the sign-code encoder of a two-network method, and per-epoch running means of the
-loss terms."""
+"""Small pieces shared by the method plugins: MLP hash networks with their unit-tanh output head,
+the sign-code encoder of a two-network method, per-epoch running means of the loss terms, and Adam
+with the fused kernel where the device has one."""
 
 from __future__ import annotations
 
@@ -11,6 +11,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from cmh_bench.method import HashingMethod, RunContext
+
+FUSED_ADAM_DEVICES = ("cpu", "cuda")  # device types with a fused Adam kernel
+
+
+def adam(params, device: torch.device, **options) -> torch.optim.Adam:
+    """``torch.optim.Adam(params, **options)`` (lr, weight_decay, …) with the fused kernel where the
+    device type has one, elsewhere torch's default implementation."""
+    return torch.optim.Adam(params, fused=True if device.type in FUSED_ADAM_DEVICES else None, **options)
 
 
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, last_bias: bool = True) -> nn.Sequential:

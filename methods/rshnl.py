@@ -22,10 +22,9 @@ from torch import nn
 from cmh_bench.errors import UserError
 from cmh_bench.method import RunContext, TrainSet
 from cmh_bench.methods import RSHNL_PAPER
-from cmh_bench.methods._common import EpochMeans, HashNet, TwoNetHashing, mlp
+from cmh_bench.methods._common import EpochMeans, HashNet, TwoNetHashing, adam, mlp
 
 SELF_PACED = ("linear", "hard")
-FUSED_ADAM_DEVICES = ("cpu", "cuda")  # device types with a fused Adam kernel
 _MIN_PROB = 1e-12  # a probability is clamped here before g, so a^q keeps a finite gradient at a = 0
 
 
@@ -125,12 +124,6 @@ def centre_net(n_classes: int, hidden: int, bits: int) -> HashNet:
     net = HashNet(mlp(n_classes, [hidden, hidden], bits))
     nn.init.uniform_(net.last.weight, -1 / math.sqrt(n_classes), 1 / math.sqrt(n_classes))
     return net
-
-
-def adam(groups: list[dict], device: torch.device) -> torch.optim.Adam:
-    """Adam (default betas, no weight decay) over parameter groups; the fused kernel where the device
-    has one, elsewhere torch's default implementation."""
-    return torch.optim.Adam(groups, fused=True if device.type in FUSED_ADAM_DEVICES else None)
 
 
 class RSHNL(TwoNetHashing):

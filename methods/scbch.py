@@ -20,11 +20,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
 from cmh_bench.errors import UserError
 from cmh_bench.method import MODALITIES, RunContext, TrainSet
-from cmh_bench.methods._common import EpochMeans, HashNet, TwoNetHashing, mlp
+from cmh_bench.methods._common import EpochMeans, HashNet, TwoNetHashing, adam, mlp
 
 EPS = 1e-8  # the authors' constant in the Jaccard and CSCC denominators
 CSCC_BLOCK_ENTRIES = 1 << 24  # similarities held at once by the CSCC neighbour search (64 MB in float32)
@@ -284,10 +283,8 @@ class SCBCH(TwoNetHashing):
         self.ctx = ctx
         self.nets = hash_nets(self.image_dim, self.text_dim, hp.hidden, self.bits).to(ctx.device)
         self.heads = nn.ModuleDict({m: classifier_head(self.bits, self.n_classes) for m in MODALITIES}).to(ctx.device)
-        fused = True if ctx.device.type in _get_fused_kernels_supported_devices() else None  # None: torch's default
         self.optimizers = [
-            torch.optim.Adam([*self.nets[m].parameters(), *self.heads[m].parameters()],
-                             lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
+            adam([*self.nets[m].parameters(), *self.heads[m].parameters()], ctx.device, lr=hp.lr, weight_decay=hp.weight_decay)
             for m in MODALITIES
         ]
         self.weights: torch.Tensor | None = None

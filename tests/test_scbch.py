@@ -499,3 +499,11 @@ def test_run_cell_on_toy():
     assert rec["method"]["hparams"]["warmup_epochs"] == 5
     assert rec["epochs"][0]["loss"] - rec["epochs"][4]["loss"] > 0.05
     assert rec["epochs"][-1]["weight_auc"] is not None
+
+
+def test_clean_label_variant_records_no_noise_detection():
+    """scbch-clean trains on the clean labels (recorded opt-in), so no weight AUC or detection summary is recorded."""
+    rec = run_cell(Cell(dataset="toy", method="scbch-clean", bits=16, rate=0.5, seed=0, profile="quick",
+                        hparams=(("epochs", "2"), ("hidden", "16"), ("warmup_epochs", "0")), threads=1))
+    assert rec["status"] == "ok" and rec["method"]["labels_used"] == "clean"
+    assert rec["noise_detection"] is None and all("weight_auc" not in row for row in rec["epochs"])
