@@ -135,13 +135,18 @@ def environment(device) -> dict:
     return env
 
 
+RESULT_SOURCES = (":/cmh_bench", ":/methods", ":/datasets", ":/pyproject.toml")  # pathspecs from the repository root
+
+
 @functools.cache
 def git_revision() -> str | None:
-    """The git commit of the cmh_bench source tree (with "-dirty" if it has local changes), or None."""
+    """The git commit of the cmh_bench source tree, or None; "-dirty" if the code that produces results
+    (the package, the built-in methods, the dataset cards, pyproject.toml) has uncommitted changes;
+    edits elsewhere (README, results, leaderboard) do not change a result and do not count."""
     here = Path(__file__).resolve().parent
     try:
         rev = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--", *RESULT_SOURCES],
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
