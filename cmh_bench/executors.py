@@ -11,6 +11,7 @@ Backends here: in-process (default) and a local process pool (``--jobs N``). Clu
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import queue
@@ -24,7 +25,13 @@ EpochFn = Callable[[Cell, int, int], None]
 
 
 def execute_cell(cell: Cell, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Run one cell and return its record; any exception becomes a "failed" record of that cell."""
+    """Run one cell and return its record; any exception becomes a "failed" record of that cell.
+
+    The cell's networks are freed before it returns: a method and its run context refer to each other
+    (``method.ctx.on_epoch_end`` closes over the method), and Python's cyclic collector, which counts
+    objects rather than bytes, would otherwise leave each finished cell's parameters and optimiser
+    state (on a GPU, its memory) in a process that goes on to run more cells.
+    """
     from cmh_bench.harness import run_cell
     from cmh_bench.record import failed_record
 
@@ -32,6 +39,8 @@ def execute_cell(cell: Cell, progress: Callable[[int, int], None] | None = None)
         return run_cell(cell, progress)
     except Exception as error:  # noqa: BLE001 - the error is recorded with its traceback
         return failed_record(cell, error)
+    finally:
+        gc.collect()
 
 
 class Executor(Protocol):

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 
 from cmh_bench.cell import Cell
-from cmh_bench.executors import InProcessExecutor, ProcessPoolExecutorBackend
+from cmh_bench.executors import InProcessExecutor, ProcessPoolExecutorBackend, execute_cell
+from cmh_bench.registry import get_method
 from cmh_bench.runner import Grid, run_grid
 
 PLUGIN = str(Path(__file__).parent / "plugins" / "methods_for_tests.py")
@@ -104,3 +107,24 @@ def test_evaluation_does_not_change_the_cells_torch_threads(tmp_path):
     record = run_cell(Cell(dataset="toy", method="dcmh", bits=16, rate=0.5, threads=1, curve_every=1,
                            hparams=(("epochs", "2"), ("hidden", "8"))))
     assert record["status"] == "ok" and torch.get_num_threads() == 1
+
+
+def test_a_finished_cell_leaves_no_method_behind(monkeypatch):
+    """execute_cell frees the cell's method (held in a cycle with its run context) before returning,
+    with the automatic collector off, so a process running many cells does not accumulate networks."""
+    scbch = get_method("scbch").load()
+    instances, setup = [], scbch.setup
+
+    def tracked_setup(self, train, ctx):
+        instances.append(weakref.ref(self))
+        setup(self, train, ctx)
+
+    monkeypatch.setattr(scbch, "setup", tracked_setup)
+    gc.disable()
+    try:
+        record = execute_cell(Cell(dataset="toy", method="scbch", bits=16, profile="quick", threads=1,
+                                   hparams=(("epochs", "1"), ("hidden", "16"))))
+        assert record["status"] == "ok" and len(instances) == 1
+        assert instances[0]() is None
+    finally:
+        gc.enable()
