@@ -93,11 +93,17 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
     epochs: list[dict] = []
     best: dict = {}
 
+    def scored_weights() -> np.ndarray | None:
+        """The method's sample weights to score against the corrupted flags; None if it has none or
+        trained on clean labels (there is no corruption to detect then)."""
+        weights = None if uses_clean else method.sample_weights()
+        return None if weights is None else weights.detach().float().cpu().numpy()
+
     def on_epoch_end(epoch: int, terms: dict) -> None:
         row = {"epoch": epoch, **{k: float(v) for k, v in terms.items()}}
-        weights = method.sample_weights()
-        if weights is not None and not uses_clean:
-            row["weight_auc"] = weight_auc(weights.detach().float().cpu().numpy(), noisy.corrupted)
+        weights = scored_weights()
+        if weights is not None:
+            row["weight_auc"] = weight_auc(weights, noisy.corrupted)
         evaluate_now = cell.selection == "best-on-test" or (cell.curve_every and (epoch + 1) % cell.curve_every == 0)
         if evaluate_now:
             codes = _encode_all(method, parts)
@@ -119,10 +125,8 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
 
     codes = best["codes"] if best.get("codes") is not None else _encode_all(method, parts)
     metrics, histograms = _evaluate(codes, data, keep_histograms=True)
-    weights = method.sample_weights()
-    detection = None
-    if weights is not None and not uses_clean:  # trained on clean labels: there is no corruption to detect
-        detection = _detection_summary(weights.detach().float().cpu().numpy(), noisy.corrupted)
+    weights = scored_weights()
+    detection = None if weights is None else _detection_summary(weights, noisy.corrupted)
 
     return build_record(
         cell=cell,
