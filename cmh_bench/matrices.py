@@ -76,6 +76,12 @@ def parse_ref(ref: str) -> tuple[Path, list[str] | None]:
     return Path(head).expanduser(), keys.split("+")
 
 
+def absolute_ref(ref: str) -> str:
+    """``ref`` with its file as an absolute path (so that any worker finds it), its keys kept."""
+    file, keys = parse_ref(ref)
+    return str(file.resolve()) + (f":{'+'.join(keys)}" if keys else "")
+
+
 def list_matrices(path: Path, role: str) -> dict[str | None, tuple[int, ...]]:
     """Every matrix of the file at ``path`` (HDF5 groups walked), key -> stored shape; a ``.npy``
     file gives ``{None: shape}``. A missing or unreadable file raises UserError (``role``: what it is for)."""
@@ -95,7 +101,7 @@ def list_matrices(path: Path, role: str) -> dict[str | None, tuple[int, ...]]:
             raise UserError(f"{path}: a damaged HDF5 file ({error}); check the file") from None
     try:
         return {name: tuple(shape) for name, shape, _ in scipy.io.whosmat(path)}
-    except (MatReadError, ValueError, OSError) as error:
+    except (MatReadError, ValueError, OSError, IndexError) as error:  # scipy's reader fails these ways on damaged files
         raise UserError(f"{path}: not a MATLAB (v5 or v7.3), HDF5 or .npy file ({error}); check the file") from None
 
 

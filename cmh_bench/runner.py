@@ -68,7 +68,7 @@ def validate_grid(grid: Grid) -> None:
     """Fail fast, before any training, on names that cannot run (methods, datasets, noise models)."""
     from cmh_bench.catalog import available_datasets, synthetic_names
     from cmh_bench.method import resolve_hparams
-    from cmh_bench.noise import get_noise_model
+    from cmh_bench.noise import check_noise_file, get_noise_model
     from cmh_bench.registry import get_method, load_plugin_file
 
     for plugin in grid.cell_options.get("plugins", ()):
@@ -79,6 +79,7 @@ def validate_grid(grid: Grid) -> None:
         resolve_hparams(entry.load(), options.get("profile", "quick"), entry.variant, dict(options.get("hparams", ())))
     for noise in grid.noise:
         get_noise_model(noise)
+    check_noise_file(options.get("noise_file"), grid.noise, grid.rates, grid.datasets, options.get("split"))
     known = set(available_datasets(include_toy=True)) | set(synthetic_names())
     for dataset in grid.datasets:
         if dataset not in known:
