@@ -136,3 +136,17 @@ def test_a_noise_file_for_another_split_is_refused_before_any_cell(tmp_path, toy
         err = capsys.readouterr().err
         assert err.startswith("error:") and len(err.strip().splitlines()) == 1 and fragment in err, (fragment, err)
     assert not results.exists()
+
+
+def test_the_record_and_the_report_name_the_noise_file(tmp_path, toy_train, capsys):
+    clean, noisy = toy_train
+    path = write(tmp_path / "toy-lall-noise_0.5.h5", result=noisy, **{"True": clean})
+    results, board = tmp_path / "results", tmp_path / "board"
+    argv = ["run", "--methods", "floor-constant", "--datasets", "toy", "--bits", "16", "--noise", "file",
+            "--noise-file", str(path), "--rates", "0.5", "--results", str(results), "--device", "cpu"]
+    assert main(argv) == 0
+    (record_path,) = results.rglob("*.json")
+    assert record_path.relative_to(results).parts[2] == f"file-{file_sha256(path)[:12]}-0.5"
+    assert main(argv) == 0 and "1 already complete" in capsys.readouterr().out  # the path is the key: resumed
+    assert main(["report", "--results", str(results), "--out", str(board)]) == 0
+    assert f"--noise file --rates 0.5 --bits 16 --seeds 0 --noise-file {path}" in (board / "README.md").read_text()

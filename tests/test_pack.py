@@ -257,3 +257,27 @@ def test_no_warning_for_a_card_or_set_values():
     assert cardless_warnings(["synth-flickr"], ["scbch"], "quick", {}) == []
     assert cardless_warnings(["/x/own.h5"], ["scbch"], "quick", {"margin": "0.1", "shift": "0.9"}) == []
     assert len(cardless_warnings(["/x/own.h5"], ["scbch"], "quick", {"margin": "0.1"})) == 1
+
+
+MIRFLICKR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mirflickr25k"
+
+
+def test_the_three_readme_commands_on_real_mirflickr_labels_and_tags(tmp_path, capsys):
+    """The issue's user: the real MIRFlickr labels and tags (MATLAB files, read in place) plus 512-d
+    image features of their own (.npy): pack, run, report."""
+    if not (MIRFLICKR / "mirflickr25k-lall.mat").is_file():
+        pytest.skip(f"real MIRFlickr files not in {MIRFLICKR}")
+    n = scipy.io.whosmat(MIRFLICKR / "mirflickr25k-lall.mat")[0][1][0]
+    np.save(tmp_path / "vgg512.npy", np.random.default_rng(0).random((n, 512), dtype=np.float32))
+    out, results, board = tmp_path / "flickr512.h5", tmp_path / "results", tmp_path / "board"
+    assert main(["data", "pack", "--name", "flickr512", "--image", str(tmp_path / "vgg512.npy"),
+                 "--text", f"{MIRFLICKR}/mirflickr25k-yall.mat:YAll", "--labels", f"{MIRFLICKR}/mirflickr25k-lall.mat:LAll",
+                 "--split", "nrch", "--query", "200", "--train", "500", "--out", str(out)]) == 0
+    info = read_info(out)
+    assert (info.n_items, info.image_dim, info.text_dim, info.n_classes) == (20015, 512, 1386, 24)
+    assert main(["run", "--methods", "dcmh", "--datasets", str(out), "--rates", "0.5", "--bits", "16",
+                 "--hp", "epochs=1", "--results", str(results), "--device", "cpu"]) == 0
+    assert main(["report", "--results", str(results), "--out", str(board)]) == 0
+    capsys.readouterr()
+    leaderboard = (board / "README.md").read_text()
+    assert f"### {out.resolve()} · pair-swap" in leaderboard and f"--datasets {out.resolve()}" in leaderboard
