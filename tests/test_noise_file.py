@@ -27,19 +27,20 @@ def toy_train():
     return clean, inject_noise("pair-swap", clean, 0.5, 0).labels
 
 
-def write(path: Path, matlab: bool = False, **matrices) -> Path:
-    """An HDF5 file (``matlab``: stored transposed with a MATLAB_class attribute, as MATLAB v7.3 does)."""
+def write(path: Path, **matrices) -> Path:
+    """An HDF5 file holding ``matrices`` as written by Python (items first)."""
     with h5py.File(path, "w") as f:
         for key, matrix in matrices.items():
-            node = f.create_dataset(key, data=matrix.T if matlab else matrix)
-            if matlab:
-                node.attrs["MATLAB_class"] = np.bytes_("double")
+            f[key] = matrix
     return path
 
 
 def layouts(folder: Path, clean, noisy) -> dict[str, str]:
     np.save(folder / "noisy.npy", noisy)
     scipy.io.savemat(folder / "noisy-v5.mat", {"noisy_labels": noisy, "true_labels": clean})
+    with h5py.File(folder / "noisy-v73.mat", "w") as f:  # MATLAB v7.3: column-major, so stored transposed
+        for key, matrix in (("result", noisy), ("True", clean)):
+            f.create_dataset(key, data=matrix.T).attrs["MATLAB_class"] = np.bytes_("uint8")
     return {
         "NRCH / SCBCH / NACD h5 (result, True)": str(write(folder / "mirflickr-lall-noise_0.5.h5", result=noisy, **{"True": clean})),
         "noisy labels alone (result)": str(write(folder / "result-only.h5", result=noisy)),
@@ -47,7 +48,7 @@ def layouts(folder: Path, clean, noisy) -> dict[str, str]:
         "MGSH (2-D noisy, True)": str(write(folder / "mgsh2.h5", noisy=noisy, **{"True": clean})),
         ".npy": str(folder / "noisy.npy"),
         "MATLAB v5": str(folder / "noisy-v5.mat"),
-        "MATLAB v7.3 (transposed)": str(write(folder / "noisy-v73.mat", matlab=True, result=noisy, **{"True": clean})),
+        "MATLAB v7.3 (transposed)": str(folder / "noisy-v73.mat"),
         "PATH:KEY": f"{write(folder / 'named.h5', mine=noisy, other=clean)}:mine",
     }
 
