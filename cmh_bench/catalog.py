@@ -119,9 +119,9 @@ def write_synthetic(name: str, path: str | Path, seed: int = 0, scale: float | N
 
 
 def cardless_warnings(datasets, methods, profile: str, hparams: dict, plugins=()) -> list[str]:
-    """One line per (card-less dataset, method whose family has per-dataset defaults in the cards and
-    that ``hparams`` does not set): the generic values the method falls back to, and how to set them.
-    ``plugins``: method files to load first (``--plugin``)."""
+    """One line per card-less dataset and group of methods (one family, same values) whose family has
+    per-dataset defaults in the real datasets' cards that ``hparams`` does not set: the generic values
+    the methods fall back to, and how to set them. ``plugins``: method files to load first (``--plugin``)."""
     from cmh_bench.cards import all_cards
     from cmh_bench.method import resolve_hparams
     from cmh_bench.registry import get_method, load_plugin_file
@@ -132,19 +132,22 @@ def cardless_warnings(datasets, methods, profile: str, hparams: dict, plugins=()
     for dataset in dict.fromkeys(datasets):
         if find_card(dataset) is not None:
             continue
+        groups: dict[tuple, list[str]] = {}
         for method in methods:
             entry = get_method(method)
             cls = entry.load()
-            examples = {c.name: c.overrides_for(cls.family) for c in all_cards().values() if cls.family and c.overrides_for(cls.family)}
+            examples = {c.name: c.overrides_for(cls.family) for c in all_cards().values()
+                        if c.kind == "real" and cls.family and c.overrides_for(cls.family)}
             keys = [k for k in dict.fromkeys(k for o in examples.values() for k in o) if k not in hparams]
-            if not keys:
-                continue
-            used = resolve_hparams(cls, profile, entry.variant, hparams)
-            name, example = next(iter(examples.items()))
+            if keys:
+                used = resolve_hparams(cls, profile, entry.variant, hparams)
+                generic = ", ".join(f"{k}={getattr(used, k)}" for k in keys)
+                per_card = "; ".join(f"{name} {', '.join(f'{k}={v}' for k, v in values.items())}" for name, values in examples.items())
+                groups.setdefault((generic, per_card, tuple(keys)), []).append(method)
+        for (generic, per_card, keys), members in groups.items():
             lines.append(
-                f"dataset {dataset!r} has no card: {method} uses its generic "
-                f"{', '.join(f'{k}={getattr(used, k)}' for k in keys)} (cards set them per dataset, e.g. {name}: "
-                f"{', '.join(f'{k}={v}' for k, v in example.items())}); set them with "
+                f"dataset {dataset!r} has no card: {', '.join(members)} {'uses' if len(members) == 1 else 'use'} the "
+                f"generic {generic} (the cards set them per dataset: {per_card}); set them with "
                 f"{' '.join(f'--hp {k}=VALUE' for k in keys)} or a card {_card_hint(dataset)}"
             )
     return lines

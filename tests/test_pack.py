@@ -247,7 +247,7 @@ def test_run_on_a_dataset_file_warns_of_the_generic_defaults(own_dataset, tmp_pa
     assert code == 0
     warnings = [line for line in out.split("warning: ")[1:]]
     assert len(warnings) == 1  # one line, for scbch only (no card sets dcmh values)
-    assert "has no card: scbch uses its generic margin=0.2, shift=1.0" in warnings[0]
+    assert "has no card: scbch uses the generic margin=0.2, shift=1.0" in warnings[0] and "mirflickr margin=0.15, shift=0.8" in warnings[0]
     assert "--hp margin=VALUE --hp shift=VALUE" in warnings[0]
     records = sorted(results.rglob("*.json"))
     assert len(records) == 2 and all(r.parts[-5].startswith("own-") for r in records)
@@ -281,3 +281,8 @@ def test_the_three_readme_commands_on_real_mirflickr_labels_and_tags(tmp_path, c
     capsys.readouterr()
     leaderboard = (board / "README.md").read_text()
     assert f"### {out.resolve()} · pair-swap" in leaderboard and f"--datasets {out.resolve()}" in leaderboard
+
+
+def test_one_warning_line_per_family_of_methods():
+    (line,) = cardless_warnings(["mine"], ["scbch", "scbch-no-cscc", "rshnl"], "quick", {})
+    assert line.startswith("dataset 'mine' has no card: scbch, scbch-no-cscc use the generic margin=0.2, shift=1.0")
