@@ -17,7 +17,6 @@ is loaded, and the output is written at the very end, atomically: a failed impor
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,15 +108,13 @@ def import_dataset(
     from cmh_bench.dataset import write_dataset
 
     spec = import_spec(name, variant)
-    card_widths = spec.widths
-    if allow_width:
-        spec = dataclasses.replace(spec, widths={**spec.widths, "image": None, "text": None})
+    widths = {**spec.widths, "image": None, "text": None} if allow_width else spec.widths
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder; --from must be the folder holding the {spec.title} files")
     query, train = (sizes["query"], sizes["train"]) if sizes else (spec.query, spec.train)
     source = find_source(spec, folder)
-    image, text, labels, test = read_source(spec, folder, source)
+    image, text, labels, test = read_source(source, folder, widths)
     presets = [p for p in spec.presets if p != "file" or test is not None]
     splits = make_splits(presets, len(labels), query, train, seed=seed, test=test)
     files = ", ".join(f"{role} {source[role]['file']}:{'+'.join(_keys(source[role]))}" for role in ROLES)
@@ -131,7 +128,7 @@ def import_dataset(
         class_names=spec.class_names,
         source=f"imported by `cmh-bench data import` from {folder.resolve()} ({source['name']}: {files})",
         description=f"{spec.description} Split presets: {', '.join(presets)} (Q {query}, T {train}; random seed {seed})."
-        + _width_note(card_widths, image, text),
+        + _width_note(spec.widths, image, text),
         default_split=spec.default_split,
     )
 
@@ -158,20 +155,21 @@ def find_source(spec: ImportSpec, folder: Path) -> dict:
     raise UserError(f"{folder}: the {spec.title} files are not all there; expected one of: {'; or '.join(missing_by_source)}")
 
 
-def read_source(spec: ImportSpec, folder: Path, source: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Check and read one source: (image, text, labels, test rows or None), items on axis 0.
+def read_source(source: dict, folder: Path, widths: dict[str, int | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Check and read one source (files relative to ``folder``): (image, text, labels, test rows or
+    None), items on axis 0.
 
     Every shape is checked before any data is read: dimensionality (raw pixels are refused), a common
-    item count per part, and the widths the card expects.
+    item count per part, and ``widths`` (the card's; None: any width).
     """
     keys = {role: _keys(source[role]) for role in ROLES}
     if len({len(k) for k in keys.values()}) != 1:
-        raise UserError(f"{spec.dataset}: source {source['name']!r} gives image, text and labels different numbers "
+        raise UserError(f"source {source['name']!r} gives image, text and labels different numbers "
                         "of parts; give each the same parts (KEY1+KEY2)")
     parts = []
     for p in range(len(keys["labels"])):
         part = {role: probe(folder / source[role]["file"], keys[role][p], role) for role in ROLES}
-        _orient(part, spec.widths)
+        _orient(part, widths)
         parts.append(part)
     loaded = [{role: m.load() for role, m in part.items()} for part in parts]
     image, text, labels = (_concat([part[role] for part in loaded]) for role in ROLES)

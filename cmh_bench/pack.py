@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cmh_bench.errors import UserError
-from cmh_bench.importers import ImportSpec, default_class_names, read_source
+from cmh_bench.importers import ROLES, default_class_names, read_source
 from cmh_bench.matrices import parse_ref, probe
 from cmh_bench.splits import PRESETS, make_splits
 
@@ -53,13 +53,11 @@ def pack_dataset(
     if index and presets:
         raise UserError("give the split either as index files (--query-index ...) or as presets (--split), not both")
     refs = {"image": image, "text": text, "labels": labels}
-    source = {"name": "arrays"}
+    source = {"name": f"the arrays of {name}"}
     for role, ref in refs.items():
         file, keys = parse_ref(ref)
         source[role] = {"file": str(file.resolve()), "key": keys or [None]}
-    spec = ImportSpec(dataset=name, title=name, widths=dict.fromkeys(refs), class_names=[], query=0, train=0,
-                      presets=(), default_split="", description="", sources=(source,))
-    image_array, text_array, label_array, test = read_source(spec, Path("/"), source)
+    image_array, text_array, label_array, test = read_source(source, Path("/"), dict.fromkeys(ROLES))
     n = len(label_array)
     if index:
         splits = {GIVEN_SPLIT: {part: read_index(index.get(part), part, n, index_base) for part in ("query", "train", "database")}}

@@ -123,6 +123,7 @@ def test_a_noise_file_for_another_split_is_refused_before_any_cell(tmp_path, toy
     clean, noisy = toy_train
     wrong = write(tmp_path / "wrong.h5", result=noisy[:-2], **{"True": clean[:-2]})
     right = write(tmp_path / "right.h5", result=noisy)
+    two = write(tmp_path / "two.h5", result=noisy * 2)
     results = tmp_path / "results"
     base = ["run", "--methods", "dcmh", "--datasets", "toy", "--bits", "16", "--results", str(results), "--device", "cpu"]
     cases = [
@@ -131,6 +132,8 @@ def test_a_noise_file_for_another_split_is_refused_before_any_cell(tmp_path, toy
         ([*base, "--noise", "file", "--noise-file", str(right)], "--rates 0.5"),
         ([*base, "--noise", "pair-swap", "--noise-file", str(right), "--rates", "0.5"], "--noise file alone"),
         ([*base, "--noise", "file", "--noise-file", str(tmp_path / "none.h5"), "--rates", "0.5"], "none.h5: no such file"),
+        ([*base, "--noise", "file", "--noise-file", str(two), "--rates", "0.5"], "must be 0/1"),
+        ([*base, "--noise", "file", "--noise-file", f"{right}:noisy", "--rates", "0.5"], "no key 'noisy'"),
     ]
     for argv, fragment in cases:
         assert main(argv) == 2
