@@ -33,6 +33,7 @@ import re
 import zlib
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -42,6 +43,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".t
 VGG19_CHECKPOINT = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1 file name
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _TOKEN = re.compile(r"\w+")
+ImagesDoneFn = Callable[[int, int], None]  # (images done, images total)
 
 
 def extract_dataset(
@@ -63,17 +65,19 @@ def extract_dataset(
     query: int | None = None,
     train: int | None = None,
     seed: int = 0,
+    progress: ImagesDoneFn | None = None,
 ) -> Path:
     """Extract features from raw data and write dataset ``name`` to ``out`` (default: the data directory).
 
     ``query`` / ``train`` default to the sizes of the card called ``name``, if there is one; ``seed``
-    drives Doc2Vec and the ``random`` split. Inputs are all checked before the slow image pass, and the
+    drives Doc2Vec and the ``random`` split; ``progress(done, total)`` is told the images done after
+    each batch. Inputs are all checked before the slow image pass, and the
     file is written only at the end (atomically).
     """
     from cmh_bench.cards import find_card
     from cmh_bench.catalog import dataset_path
     from cmh_bench.dataset import write_dataset
-    from cmh_bench.harness import resolve_device
+    from cmh_bench.device import resolve_device
     from cmh_bench.splits import make_splits
 
     if text_kind not in ("bow", "doc2vec"):
@@ -100,7 +104,7 @@ def extract_dataset(
         text = doc2vec_vectors(lines, doc2vec_dim, doc2vec_epochs, seed)
         text_note = f"Doc2Vec PV-DM {doc2vec_dim}-d, {doc2vec_epochs} epochs, seed {seed}, trained on these texts"
     model, weights_note = load_vgg19_fc7(weights, random_weights)
-    image = image_features(image_paths, model, torch_device, batch_size)
+    image = image_features(image_paths, model, torch_device, batch_size, progress)
     return write_dataset(
         out or dataset_path(name),
         name=name,
@@ -203,10 +207,13 @@ def load_vgg19_fc7(weights: str | Path | None = None, random_weights: bool = Fal
     return model.eval(), note
 
 
-def image_features(paths: list[Path], model, device, batch_size: int = 32) -> np.ndarray:
-    """Run ``model`` over the images in batches on ``device``, with a progress bar; (items x d) float32."""
+def image_features(paths: list[Path], model, device, batch_size: int = 32,
+                   progress: ImagesDoneFn | None = None) -> np.ndarray:
+    """Run ``model`` over the images in batches on ``device``; (items x d) float32.
+
+    ``progress(done, total)`` is called after each batch with the number of images done so far.
+    """
     import torch
-    from rich.progress import Progress
     from torchvision import transforms
 
     if batch_size < 1:
@@ -219,12 +226,12 @@ def image_features(paths: list[Path], model, device, batch_size: int = 32) -> np
     ])
     model = model.to(device)
     blocks = []
-    with Progress(transient=True) as progress, torch.inference_mode():
-        task = progress.add_task(f"VGG-19 fc7 on {device}", total=len(paths))
+    with torch.inference_mode():
         for start in range(0, len(paths), batch_size):
             batch = torch.stack([preprocess(_load_rgb(p)) for p in paths[start : start + batch_size]])
             blocks.append(model(batch.to(device)).float().cpu().numpy())
-            progress.advance(task, len(batch))
+            if progress is not None:
+                progress(start + len(batch), len(paths))
     return np.concatenate(blocks)
 
 
