@@ -6,7 +6,8 @@ exception comes back as a "failed" record of the cell it belongs to. Epoch progr
 ``on_epoch(cell, done, total)``, called in the driver's process.
 
 Backends here: in-process (default) and a local process pool (``--jobs N``). Cluster engines
-(Ray, SLURM via submitit) implement the same interface.
+(Ray, SLURM via submitit: cmh_bench.executors_cluster) implement the same interface;
+cmh_bench.backends chooses one by name.
 """
 
 from __future__ import annotations
@@ -127,17 +128,3 @@ def _relay(messages, on_epoch: EpochFn, stop: threading.Event) -> None:
         except (queue.Empty, EOFError, OSError):
             continue
         on_epoch(cell, done, total)
-
-
-def make_executor(name: str, jobs: int = 1, **options) -> Executor:
-    """The executor called ``name`` ("local": in-process for jobs=1, a process pool for jobs>1; "ray", "slurm",
-    "slurm-local": cmh_bench.executors_cluster), given the ``run`` command's options (``results`` and cluster flags)."""
-    from cmh_bench.errors import UserError
-    from cmh_bench.executors_cluster import CLUSTER_EXECUTORS, make_cluster_executor, reject_misplaced
-
-    if name not in ("local", *CLUSTER_EXECUTORS):
-        raise UserError(f"unknown executor {name!r}; use local, {', '.join(CLUSTER_EXECUTORS)}")
-    reject_misplaced(name, options)
-    if name == "local":
-        return InProcessExecutor() if jobs <= 1 else ProcessPoolExecutorBackend(jobs)
-    return make_cluster_executor(name, jobs, **options)
