@@ -69,11 +69,12 @@ def run_grid(grid: Grid, results_dir: Path, executor: Executor, *, force: bool =
 
     Every input is checked (cmh_bench.validation) before the first cell runs or the first record is written.
     """
-    from cmh_bench.validation import check_split, validate_grid
+    from cmh_bench.validation import check_device_placement, check_split, validate_grid
 
     observer = observer or SilentObserver()
     results_dir = Path(results_dir)
     validate_grid(grid, results_dir)
+    check_device_placement(grid.cell_options.get("device", "auto"), executor.pins_gpus)
     cells = grid.cells()
     todo = pending_cells(cells, results_dir, force)
     for path in _prepare_datasets(todo).values():

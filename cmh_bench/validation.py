@@ -48,6 +48,14 @@ def check_split(dataset_file: Path, split: str | None) -> None:
     resolve_split(read_info(dataset_file), split)
 
 
+def check_device_placement(device: str, pins_gpus: bool) -> None:
+    """Under an executor that gives each cell its own GPU(s) (which the cell sees as cuda:0, …),
+    ``cuda:N`` would name another cell's GPU or none: ask for ``cuda`` or ``auto`` instead."""
+    if pins_gpus and device.startswith("cuda:"):
+        raise UserError(f"--device {device}: this executor gives each cell its own GPU, which the cell sees as cuda:0; "
+                        f"use --device cuda (or auto)")
+
+
 def check_writable(path: str | os.PathLike, option: str, *, folder: bool) -> None:
     """``path`` (a folder when ``folder``, else a file) can be created or replaced by this user.
 
