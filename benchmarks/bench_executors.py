@@ -31,7 +31,7 @@ from tabulate import tabulate
 
 from cmh_bench.catalog import ensure_dataset
 from cmh_bench.executors import InProcessExecutor, ProcessPoolExecutorBackend
-from cmh_bench.runner import Grid
+from cmh_bench.grid import Grid
 
 BACKENDS = ("in-process", "pool", "ray", "submitit")
 

@@ -51,6 +51,10 @@ class Cell:
     def effective_noise_seed(self) -> int:
         return self.seed if self.noise_seed is None else self.noise_seed
 
+    def describe(self) -> str:
+        """A short human label: method, dataset, noise-rate, bits and seed."""
+        return f"{self.method} {self.dataset} {self.noise}-{self.rate:g} {self.bits}bit seed{self.seed}"
+
     def key(self) -> dict:
         """The key fields as a plain dict (what a record's ``cell`` must match)."""
         return {

@@ -34,6 +34,56 @@ app.add_typer(data_app, name="data")
 console = Console()
 
 
+class ConsoleRunObserver:
+    """Shows a run: a live progress bar (cells, current cell's epochs, ETA) on a terminal, and one line per
+    finished cell when the output is not a terminal (a log file, CI). Failed cells always get a line."""
+
+    def __init__(self, out: Console):
+        self.out = out
+        self.progress = None
+        self.finished = 0
+        self.todo = 0
+
+    def __enter__(self) -> "ConsoleRunObserver":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def planned(self, total: int, skipped: int, todo: list, results_dir: Path) -> None:
+        """Print the plan; start the progress bar on a terminal."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.todo = len(todo)
+        self.out.print(f"{total} cells, {skipped} already complete, {len(todo)} to run -> {results_dir}")
+        if todo and self.out.is_terminal:
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                     TextColumn("ETA"), TimeRemainingColumn(), console=self.out)
+            self.progress.start()
+            self.overall = self.progress.add_task("cells", total=len(todo))
+            self.current = self.progress.add_task("", total=None)
+
+    def epoch(self, cell, done: int, total: int) -> None:
+        """Advance the current cell's bar."""
+        if self.progress is not None:
+            self.progress.update(self.current, description=cell.describe(), completed=done, total=total or None)
+
+    def cell_done(self, cell, record: dict) -> None:
+        """One line for a failed cell, and for every cell when not on a terminal."""
+        self.finished += 1
+        if record["status"] != "ok":
+            error = record["error"]
+            self.out.print(f"[red]failed[/red] {escape(cell.describe())}: {escape(error['type'])}: {escape(error['message'])}")
+        elif self.progress is None:
+            mean = record.get("metrics", {}).get("mean", {}).get("map")
+            score = f"MAP {mean:.4f}" if mean is not None else "ok"
+            self.out.print(f"[{self.finished}/{self.todo}] {escape(cell.describe())}: {score}, "
+                           f"{record['seconds']['total']:.0f} s", highlight=False)
+        if self.progress is not None:
+            self.progress.advance(self.overall)
+
+
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
     table = Table(title=title, title_justify="left")
     for column in columns:
@@ -105,9 +155,12 @@ def data_synth(
     from cmh_bench.cards import get_card
     from cmh_bench.catalog import dataset_path, write_synthetic
 
+    from cmh_bench.validation import check_writable
+
     card = get_card(name)
     if card.kind != "synthetic":
         raise UserError(f"{name!r} is a real dataset; import it with `cmh-bench data import`, or pick a synthetic one")
+    check_writable(out or dataset_path(name), "--out", folder=False)
     path = write_synthetic(name, out or dataset_path(name), seed=seed, scale=scale)
     console.print(f"wrote {path}")
 
@@ -122,8 +175,14 @@ def data_import(
     allow_width: bool = typer.Option(False, "--allow-width", help="Accept image / text features of another width than the card's (recorded in the file)."),
 ) -> None:
     """Import a real dataset from its public files (see docs/real-data.md)."""
+    from cmh_bench.catalog import data_dir
     from cmh_bench.importers import import_dataset
+    from cmh_bench.validation import check_writable
 
+    if out is None:
+        check_writable(data_dir(), "data directory", folder=True)
+    else:
+        check_writable(out, "--out", folder=False)
     console.print(f"wrote {import_dataset(name, source, out, variant=variant, seed=seed, allow_width=allow_width)}")
 
 
@@ -145,11 +204,14 @@ def data_pack(
     seed: int = typer.Option(0, help="Seed of the 'random' split preset."),
 ) -> None:
     """Build a dataset file from image / text / label arrays you already have (.npy, .mat, HDF5)."""
+    from cmh_bench.catalog import dataset_path
     from cmh_bench.pack import pack_dataset
+    from cmh_bench.validation import check_writable
 
+    check_writable(out or dataset_path(name), "--out", folder=False)
     given = {"query": query_index, "train": train_index, "database": database_index}
     path = pack_dataset(
-        name, image, text, labels, out, presets=_split_list(split), query=query, train=train,
+        name, image, text, labels, out, presets=_split_list(split, "split"), query=query, train=train,
         index={part: ref for part, ref in given.items() if ref is not None}, index_base=index_base,
         class_names=class_names, seed=seed,
     )
@@ -177,13 +239,21 @@ def data_extract(
     seed: int = typer.Option(0, help="Seed of Doc2Vec and of the 'random' split preset."),
 ) -> None:
     """Build a dataset file from raw images, texts and labels (VGG-19 fc7 + bag of words or Doc2Vec)."""
-    from cmh_bench.extract import extract_dataset
+    from rich.progress import Progress
 
-    path = extract_dataset(
-        images, texts, labels, name, out, text_kind=text_kind, vocab=vocab, doc2vec_dim=doc2vec_dim,
-        doc2vec_epochs=doc2vec_epochs, weights=weights, random_weights=random_weights, device=device,
-        batch_size=batch_size, presets=tuple(p for p in split.split(",") if p), query=query, train=train, seed=seed,
-    )
+    from cmh_bench.catalog import dataset_path
+    from cmh_bench.extract import extract_dataset
+    from cmh_bench.validation import check_writable
+
+    check_writable(out or dataset_path(name), "--out", folder=False)
+    with Progress(transient=True, console=console) as bar:
+        task = bar.add_task("VGG-19 fc7", total=None)
+        path = extract_dataset(
+            images, texts, labels, name, out, text_kind=text_kind, vocab=vocab, doc2vec_dim=doc2vec_dim,
+            doc2vec_epochs=doc2vec_epochs, weights=weights, random_weights=random_weights, device=device,
+            batch_size=batch_size, presets=tuple(p for p in split.split(",") if p), query=query, train=train, seed=seed,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     console.print(f"wrote {path}")
 
 
@@ -209,13 +279,17 @@ def eval_codes(
     console.print(_table(f"{codes}", ["direction", "MAP (tie-aware)", "optimistic", "pessimistic", "stable"], rows))
 
 
-def _split_list(value: str | None, kind=str) -> tuple:
+def _split_list(value: str | None, option: str, kind=str) -> tuple:
+    """The comma-separated values of ``--option``; () when the option is not given, an error when it is given empty."""
     if value is None:
         return ()
     try:
-        return tuple(kind(v.strip()) for v in value.split(",") if v.strip())
+        values = tuple(kind(v.strip()) for v in value.split(",") if v.strip())
     except ValueError:
-        raise UserError(f"cannot read {value!r} as a comma-separated list of {kind.__name__}") from None
+        raise UserError(f"--{option} {value!r}: cannot read it as a comma-separated list of {kind.__name__}") from None
+    if not values:
+        raise UserError(f"--{option} is empty; give at least one value, or leave the option out for the suite's default")
+    return values
 
 
 def _parse_hparams(pairs: list[str]) -> tuple[tuple[str, str], ...]:
@@ -273,9 +347,9 @@ def run(
     force: bool = typer.Option(False, "--force", help="Redo cells that already have a complete record."),
 ) -> None:
     """Run a grid of cells (datasets x noise x rates x bits x methods x seeds); resumable."""
+    from cmh_bench.backends import make_executor
     from cmh_bench.catalog import cardless_warnings
-    from cmh_bench.executors import make_executor
-    from cmh_bench.harness import resolve_device
+    from cmh_bench.device import resolve_device
     from cmh_bench.matrices import absolute_ref
     from cmh_bench.method import PROFILES
     from cmh_bench.runner import run_grid
@@ -287,8 +361,9 @@ def run(
         profile = "paper" if resolve_device(device).type != "cpu" else "quick"
         console.print(f"profile: {profile} (no --profile given; {'a GPU is' if profile == 'paper' else 'no GPU is'} available)")
     grid = grid_from_options(
-        suite=suite or profile, methods=_split_list(methods), datasets=_split_list(datasets),
-        noise=_split_list(noise), rates=_split_list(rates, float), bits=_split_list(bits, int), seeds=_split_list(seeds, int),
+        suite=suite or profile, methods=_split_list(methods, "methods"), datasets=_split_list(datasets, "datasets"),
+        noise=_split_list(noise, "noise"), rates=_split_list(rates, "rates", float), bits=_split_list(bits, "bits", int),
+        seeds=_split_list(seeds, "seeds", int),
         cell_options=dict(
             profile=profile, device=device, mixed_precision=mixed_precision, split=split, noise_seed=noise_seed,
             selection=selection, curve_every=curve_every, hparams=_parse_hparams(hp),
@@ -297,15 +372,15 @@ def run(
             threads=max(1, (os.cpu_count() or 1) // max(1, jobs)),
         ),
     )
-    if jobs < 1:
-        raise UserError(f"--jobs {jobs}: give at least 1")
     options = grid.cell_options
     for line in cardless_warnings(grid.datasets, grid.methods, profile, dict(options["hparams"]), options["plugins"]):
         console.print(f"[yellow]warning:[/yellow] {escape(line)}", soft_wrap=True)
-    summary = run_grid(grid, results, make_executor(
+    backend = make_executor(
         executor, jobs, results=results, address=address, dashboard=dashboard, cpus_per_cell=cpus_per_cell,
         gpus_per_cell=gpus_per_cell, partition=partition, time=time_limit,
-    ), force=force, console=console)
+    )
+    with ConsoleRunObserver(console) as observer:
+        summary = run_grid(grid, results, backend, force=force, observer=observer)
     console.print(f"done: {summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped in {summary.seconds:.0f} s")
     if summary.failed:
         raise typer.Exit(1)
@@ -333,9 +408,11 @@ def report(
 ) -> None:
     """Render the leaderboard from the result records (and nothing else)."""
     from cmh_bench.report import render_report
+    from cmh_bench.validation import check_writable
 
     if not results.is_dir():
         raise UserError(f"results directory {results} does not exist; run `cmh-bench run` first or pass --results DIR")
+    check_writable(out, "--out", folder=True)
     written = render_report(results, out)
     console.print(f"wrote {len(written)} files to {out}")
 

@@ -15,9 +15,11 @@ Dataset/DataLoader): :func:`load_split` returns them for one split preset.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
@@ -153,11 +155,7 @@ def load_split(path: str | Path, split: str | None = None) -> LoadedSplit:
     path = Path(path)
     with _open(path) as f:
         info = _validate(path, f)
-        split = split or info.default_split
-        if split not in info.split_sizes:
-            raise UserError(
-                f"{path}: no split preset {split!r}; choose one of {sorted(info.split_sizes)}"
-            )
+        split = resolve_split(info, split)
         image, text, labels = (f[key][()] for key in FEATURE_KEYS)
         parts = {}
         for part in SPLIT_PARTS:
@@ -171,12 +169,26 @@ def load_split(path: str | Path, split: str | None = None) -> LoadedSplit:
     return LoadedSplit(info=info, split=split, **parts)
 
 
-def _open(path: Path) -> h5py.File:
+def resolve_split(info: DatasetInfo, split: str | None) -> str:
+    """The split preset to use: ``split``, or the file's default when None; an unknown preset raises UserError."""
+    split = split or info.default_split
+    if split not in info.split_sizes:
+        raise UserError(f"{info.path}: no split preset {split!r}; choose one of {sorted(info.split_sizes)} (--split)")
+    return split
+
+
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[h5py.File]:
+    """The file opened read-only; an unreadable (truncated, damaged) HDF5 file raises UserError."""
     if not path.is_file():
         raise UserError(f"{path}: no such dataset file; check the path or run `cmh-bench data synth` / `data import`")
     if not h5py.is_hdf5(path):
         raise UserError(f"{path}: not an HDF5 file; give a cmh-bench dataset file (.h5)")
-    return h5py.File(path, "r")
+    try:
+        with h5py.File(path, "r") as f:
+            yield f
+    except OSError as error:
+        raise UserError(f"{path}: cannot read this HDF5 file ({error}); it is damaged or truncated, write it again") from None
 
 
 def _attr(f: h5py.File, key: str) -> str:

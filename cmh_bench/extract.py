@@ -28,11 +28,13 @@ which makes the vectors identical across processes. An empty text gets the zero 
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
 import zlib
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -42,6 +44,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".t
 VGG19_CHECKPOINT = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1 file name
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _TOKEN = re.compile(r"\w+")
+ImagesDoneFn = Callable[[int, int], None]  # (images done, images total)
 
 
 def extract_dataset(
@@ -63,17 +66,19 @@ def extract_dataset(
     query: int | None = None,
     train: int | None = None,
     seed: int = 0,
+    progress: ImagesDoneFn | None = None,
 ) -> Path:
     """Extract features from raw data and write dataset ``name`` to ``out`` (default: the data directory).
 
     ``query`` / ``train`` default to the sizes of the card called ``name``, if there is one; ``seed``
-    drives Doc2Vec and the ``random`` split. Inputs are all checked before the slow image pass, and the
+    drives Doc2Vec and the ``random`` split; ``progress(done, total)`` is told the images done after
+    each batch. Inputs are all checked before the slow image pass, and the
     file is written only at the end (atomically).
     """
     from cmh_bench.cards import find_card
     from cmh_bench.catalog import dataset_path
     from cmh_bench.dataset import write_dataset
-    from cmh_bench.harness import resolve_device
+    from cmh_bench.device import resolve_device
     from cmh_bench.splits import make_splits
 
     if text_kind not in ("bow", "doc2vec"):
@@ -100,7 +105,7 @@ def extract_dataset(
         text = doc2vec_vectors(lines, doc2vec_dim, doc2vec_epochs, seed)
         text_note = f"Doc2Vec PV-DM {doc2vec_dim}-d, {doc2vec_epochs} epochs, seed {seed}, trained on these texts"
     model, weights_note = load_vgg19_fc7(weights, random_weights)
-    image = image_features(image_paths, model, torch_device, batch_size)
+    image = image_features(image_paths, model, torch_device, batch_size, progress)
     return write_dataset(
         out or dataset_path(name),
         name=name,
@@ -110,7 +115,8 @@ def extract_dataset(
         splits=splits,
         class_names=class_names,
         source=(
-            f"extracted by `cmh-bench data extract`: images {images} (VGG-19 fc7, {weights_note}), "
+            f"extracted by `cmh-bench data extract`: images {images} (VGG-19 fc7, {weights_note}, "
+            f"float32 on {torch_device.type}, TF32 off), "
             f"texts {texts} ({text_note}), labels {labels}"
         ),
         description=f"{len(lines)} items; split presets {', '.join(presets)} (Q {query}, T {train}, seed {seed}).",
@@ -203,10 +209,13 @@ def load_vgg19_fc7(weights: str | Path | None = None, random_weights: bool = Fal
     return model.eval(), note
 
 
-def image_features(paths: list[Path], model, device, batch_size: int = 32) -> np.ndarray:
-    """Run ``model`` over the images in batches on ``device``, with a progress bar; (items x d) float32."""
+def image_features(paths: list[Path], model, device, batch_size: int = 32,
+                   progress: ImagesDoneFn | None = None) -> np.ndarray:
+    """Run ``model`` over the images in batches on ``device``; (items x d) float32.
+
+    ``progress(done, total)`` is called after each batch with the number of images done so far.
+    """
     import torch
-    from rich.progress import Progress
     from torchvision import transforms
 
     if batch_size < 1:
@@ -219,13 +228,27 @@ def image_features(paths: list[Path], model, device, batch_size: int = 32) -> np
     ])
     model = model.to(device)
     blocks = []
-    with Progress(transient=True) as progress, torch.inference_mode():
-        task = progress.add_task(f"VGG-19 fc7 on {device}", total=len(paths))
+    # full float32 convolutions and matmuls: CUDA's default TF32 would give features that differ from a CPU extraction
+    with torch.inference_mode(), torch.backends.cudnn.flags(allow_tf32=False), _no_tf32_matmul():
         for start in range(0, len(paths), batch_size):
             batch = torch.stack([preprocess(_load_rgb(p)) for p in paths[start : start + batch_size]])
             blocks.append(model(batch.to(device)).float().cpu().numpy())
-            progress.advance(task, len(batch))
+            if progress is not None:
+                progress(start + len(batch), len(paths))
     return np.concatenate(blocks)
+
+
+@contextlib.contextmanager
+def _no_tf32_matmul():
+    """torch.backends.cuda.matmul.allow_tf32 off inside the block, restored after."""
+    import torch
+
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _load_rgb(path: Path):

@@ -19,33 +19,17 @@ import numpy as np
 import torch
 
 from cmh_bench.catalog import ensure_dataset
-from cmh_bench.cell import SELECTIONS, Cell
+from cmh_bench.cell import Cell
 from cmh_bench.dataset import LoadedSplit, load_split
-from cmh_bench.errors import UserError
+from cmh_bench.device import resolve_device
 from cmh_bench.method import MODALITIES, EncodeInput, HashingMethod, RunContext, TrainSet, resolve_hparams
 from cmh_bench.metrics import evaluate
 from cmh_bench.noise import inject_noise, get_noise_model
 from cmh_bench.record import build_record, peak_memory
 from cmh_bench.registry import get_method, load_plugin_file
+from cmh_bench.validation import check_selection
 
 ProgressFn = Callable[[int, int], None]  # (epochs done, epochs total)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` = CUDA if available, then Apple MPS, then CPU; otherwise the named device, checked."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu or auto")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise UserError("device 'mps' asked for, but Apple MPS is not available here; use --device cpu or auto")
-    return torch.device(name)
 
 
 def weight_auc(weights: np.ndarray, corrupted: np.ndarray) -> float | None:
@@ -61,8 +45,7 @@ def weight_auc(weights: np.ndarray, corrupted: np.ndarray) -> float | None:
 def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
     """Train and evaluate one cell; return its record (status "ok"). Errors propagate to the caller."""
     started = time.perf_counter()
-    if cell.selection not in SELECTIONS:
-        raise UserError(f"unknown selection {cell.selection!r}; choose one of {', '.join(SELECTIONS)}")
+    check_selection(cell.selection)
     for plugin in cell.plugins:
         load_plugin_file(plugin)
     entry = get_method(cell.method)

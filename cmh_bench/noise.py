@@ -315,13 +315,14 @@ def _redundant(clean: np.ndarray, rate: float, rng: np.random.Generator) -> np.n
 
 NOISY_KEYS = ("result", "noisy_labels", "noisy")  # NRCH / SCBCH / NACD: result; MGSH: noisy_labels or 2-D noisy
 CLEAN_KEYS = ("True", "true_labels", "clean")
+_NEEDS_FILE = "noise model 'file' reads the noisy labels from a file: pass --noise-file PATH[:KEY]"
 
 
 def _given(clean: np.ndarray, rate: float, rng: np.random.Generator, *, file: str | None = None) -> np.ndarray:
     """The noisy labels stored in ``file`` (``read_noise_file``), checked against ``clean``; ``rate``
     and ``rng`` are not used (the file holds one draw, made elsewhere)."""
     if file is None:
-        raise UserError("noise model 'file' reads the noisy labels from a file: pass --noise-file PATH[:KEY]")
+        raise UserError(_NEEDS_FILE)
     return read_noise_file(file, clean)
 
 
@@ -494,7 +495,7 @@ def read_noise_file(ref: str, clean: Any) -> np.ndarray:
         raise UserError(f"noise file {path}: none of the keys {', '.join(NOISY_KEYS)} holds the noisy labels; "
                         f"name the matrix as {path}:KEY (the file holds: {listing or 'no matrices'})")
     noisy = _given_matrix(probe(path, key, "noisy labels"), clean.shape)
-    clean_key = next((k for k in CLEAN_KEYS if k in matrices and k != key), None) if None not in held else None
+    clean_key = next((k for k in CLEAN_KEYS if k in matrices and k != key), None)
     if clean_key is not None:
         stored_clean = _given_matrix(probe(path, clean_key, "clean labels"), clean.shape)
         differs = np.flatnonzero((stored_clean != clean).any(1))
@@ -526,22 +527,28 @@ def _given_matrix(matrix, shape: tuple[int, int]) -> np.ndarray:
     return array.astype(np.uint8)
 
 
-def check_noise_file(noise_file: str | None, noise: tuple[str, ...], rates: tuple[float, ...], datasets, split) -> None:
-    """Before any cell runs: ``noise_file`` goes with noise model ``file`` alone and one (nominal)
-    rate, and it fits the training labels of every dataset's ``split`` (``read_noise_file``); else UserError."""
+def check_noise_options(noise_file: str | None, noise: tuple[str, ...], rates: tuple[float, ...]) -> None:
+    """A run's noise options agree: noise model ``file`` has a ``noise_file`` that exists, and goes
+    alone with one (nominal) rate; a ``noise_file`` goes with ``file`` only. Else UserError."""
     if noise_file is None:
         if "file" in noise:
-            raise UserError("noise model 'file' reads the noisy labels from a file: pass --noise-file PATH[:KEY]")
+            raise UserError(_NEEDS_FILE)
         return
     if tuple(noise) != ("file",):
         raise UserError(f"--noise-file goes with --noise file alone (got --noise {','.join(noise)}); run other noise models separately")
     if len(rates) != 1:
         raise UserError("a noise file holds one draw: give its nominal rate once, e.g. --rates 0.5 (it labels the cell)")
-    from cmh_bench.catalog import ensure_dataset
-    from cmh_bench.dataset import load_split
+    from cmh_bench.matrices import list_matrices, parse_ref
 
-    for dataset in datasets:
-        read_noise_file(noise_file, load_split(ensure_dataset(dataset), split).train.labels)
+    list_matrices(parse_ref(noise_file)[0], "noise file")
+
+
+def check_noise_file(noise_file: str | None, dataset_file, split: str | None) -> None:
+    """``noise_file`` (if any) fits the training labels of ``split`` of the dataset file (``read_noise_file``); else UserError."""
+    if noise_file is not None:
+        from cmh_bench.dataset import load_split
+
+        read_noise_file(noise_file, load_split(dataset_file, split).train.labels)
 
 
 def inject_noise(

@@ -17,6 +17,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,7 +84,22 @@ def load_plugin_file(path: str | Path) -> None:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     _plugin_files[str(resolved)] = module_name
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # noqa: BLE001 - the plugin's own code failed: one line naming file, line and error
+        del sys.modules[module_name], _plugin_files[str(resolved)]
+        if isinstance(error, UserError):
+            raise
+        raise UserError(f"plugin {path}, line {_failing_line(error, resolved)}: {type(error).__name__}: "
+                        f"{getattr(error, 'msg', None) or error}; fix the file or leave out --plugin") from None
+
+
+def _failing_line(error: Exception, path: Path) -> int | str:
+    """The line of ``path`` where ``error`` arose: a SyntaxError's own line, else the deepest traceback frame in the file."""
+    if isinstance(error, SyntaxError) and error.lineno is not None:
+        return error.lineno
+    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename).resolve() == path]
+    return lines[-1] if lines else "?"
 
 
 def all_methods() -> dict[str, MethodEntry]:

@@ -7,39 +7,15 @@ retries failed ones and duplicates nothing. ``force`` redoes every cell of the g
 
 from __future__ import annotations
 
-import itertools
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-from cmh_bench.cell import SELECTIONS, Cell
-from cmh_bench.errors import UserError
+from cmh_bench.cell import Cell
+from cmh_bench.grid import Grid
 from cmh_bench.executors import Executor
 from cmh_bench.record import is_complete, read_record, write_record
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The axes of a run; ``cells()`` is their product (datasets x noise x rates x bits x methods x seeds)."""
-
-    methods: tuple[str, ...]
-    datasets: tuple[str, ...]
-    noise: tuple[str, ...] = ("pair-swap",)
-    rates: tuple[float, ...] = (0.2, 0.5, 0.8)
-    bits: tuple[int, ...] = (32,)
-    seeds: tuple[int, ...] = (0,)
-    cell_options: dict = field(default_factory=dict)  # the other Cell fields, shared by every cell
-
-    def cells(self) -> list[Cell]:
-        """Every cell of the grid, datasets outermost and methods innermost-but-one (seeds last)."""
-        return [
-            Cell(dataset=d, noise=n, rate=r, bits=b, method=m, seed=s, **self.cell_options)
-            for d, n, r, b, m, s in itertools.product(self.datasets, self.noise, self.rates, self.bits, self.methods, self.seeds)
-        ]
 
 
 @dataclass
@@ -64,82 +40,64 @@ def pending_cells(cells: list[Cell], results_dir: Path, force: bool = False) -> 
     return [c for c in cells if not is_complete(read_record(results_dir / c.relative_path()), c, versions[c.method])]
 
 
-def validate_grid(grid: Grid) -> None:
-    """Fail fast, before any training, on names that cannot run (methods, datasets, noise models)."""
-    from cmh_bench.catalog import available_datasets, synthetic_names
-    from cmh_bench.method import resolve_hparams
-    from cmh_bench.noise import check_noise_file, get_noise_model
-    from cmh_bench.registry import get_method, load_plugin_file
+class RunObserver(Protocol):
+    """What a run tells its onlooker (the CLI's progress display): the plan, epochs, finished cells."""
 
-    for plugin in grid.cell_options.get("plugins", ()):
-        load_plugin_file(plugin)
-    options = grid.cell_options
-    for method in grid.methods:
-        entry = get_method(method)
-        resolve_hparams(entry.load(), options.get("profile", "quick"), entry.variant, dict(options.get("hparams", ())))
-    for noise in grid.noise:
-        get_noise_model(noise)
-    check_noise_file(options.get("noise_file"), grid.noise, grid.rates, grid.datasets, options.get("split"))
-    known = set(available_datasets(include_toy=True)) | set(synthetic_names())
-    for dataset in grid.datasets:
-        if dataset not in known:
-            from cmh_bench.catalog import ensure_dataset
+    def planned(self, total: int, skipped: int, todo: list[Cell], results_dir: Path) -> None: ...
 
-            ensure_dataset(dataset)  # raises a UserError saying how to get it
-    for rate in grid.rates:
-        if not 0.0 <= rate <= 1.0:
-            raise UserError(f"noise rate {rate} is outside [0, 1]; give rates like 0.2,0.5,0.8")
-    if options.get("selection", "final") not in SELECTIONS:
-        raise UserError(f"unknown selection {options['selection']!r}; choose one of {', '.join(SELECTIONS)}")
-    for bits in grid.bits:
-        if bits < 1:
-            raise UserError(f"code length {bits} must be a positive number of bits")
+    def epoch(self, cell: Cell, done: int, total: int) -> None: ...
+
+    def cell_done(self, cell: Cell, record: dict) -> None: ...
+
+
+class SilentObserver:
+    """An observer that ignores everything (library use, tests)."""
+
+    def planned(self, total: int, skipped: int, todo: list[Cell], results_dir: Path) -> None:
+        """Ignore the plan."""
+
+    def epoch(self, cell: Cell, done: int, total: int) -> None:
+        """Ignore an epoch."""
+
+    def cell_done(self, cell: Cell, record: dict) -> None:
+        """Ignore a finished cell."""
 
 
 def run_grid(grid: Grid, results_dir: Path, executor: Executor, *, force: bool = False,
-             console: Console | None = None) -> RunSummary:
-    """Run every pending cell of ``grid`` with ``executor``, writing each record as it completes."""
-    console = console or Console()
+             observer: RunObserver | None = None) -> RunSummary:
+    """Run every pending cell of ``grid`` with ``executor``, writing each record as it completes.
+
+    Every input is checked (cmh_bench.validation) before the first cell runs or the first record is written.
+    """
+    from cmh_bench.noise import check_noise_file
+    from cmh_bench.validation import check_device_placement, check_split, validate_grid
+
+    observer = observer or SilentObserver()
     results_dir = Path(results_dir)
-    validate_grid(grid)
+    validate_grid(grid, results_dir)
+    check_device_placement(grid.cell_options.get("device", "auto"), executor.pins_gpus)
     cells = grid.cells()
     todo = pending_cells(cells, results_dir, force)
+    for path in _prepare_datasets(todo).values():
+        check_split(path, grid.cell_options.get("split"))
+        check_noise_file(grid.cell_options.get("noise_file"), path, grid.cell_options.get("split"))
     summary = RunSummary(total=len(cells), skipped=len(cells) - len(todo))
     started = time.perf_counter()
-    console.print(f"{len(cells)} cells, {summary.skipped} already complete, {len(todo)} to run -> {results_dir}")
-    if not todo:
-        return summary
-    _prepare_datasets(todo)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal and bool(os.environ.get("CI"))) as progress:
-        overall = progress.add_task("cells", total=len(todo))
-        current = progress.add_task("", total=None)
-
-        def on_epoch(cell: Cell, done: int, total: int) -> None:
-            progress.update(current, description=_describe(cell), completed=done, total=total or None)
-
-        for cell, record in executor.run(todo, on_epoch):
-            write_record(results_dir, cell, record)
-            if record["status"] == "ok":
-                summary.ok += 1
-            else:
-                summary.failed += 1
-                summary.failures.append((cell, record["error"]["message"]))
-                console.print(f"[red]failed[/red] {_describe(cell)}: {record['error']['type']}: {record['error']['message']}")
-            progress.advance(overall)
+    observer.planned(summary.total, summary.skipped, todo, results_dir)
+    for cell, record in executor.run(todo, observer.epoch):
+        write_record(results_dir, cell, record)
+        if record["status"] == "ok":
+            summary.ok += 1
+        else:
+            summary.failed += 1
+            summary.failures.append((cell, record["error"]["message"]))
+        observer.cell_done(cell, record)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _prepare_datasets(cells: list[Cell]) -> None:
-    """Make sure every dataset file exists before workers start (synthetic ones are generated once, here)."""
+def _prepare_datasets(cells: list[Cell]) -> dict[str, Path]:
+    """Make sure every dataset file exists before workers start (synthetic ones are generated once, here); name -> file."""
     from cmh_bench.catalog import ensure_dataset
 
-    for name in dict.fromkeys(c.dataset for c in cells):
-        ensure_dataset(name)
-
-
-def _describe(cell: Cell) -> str:
-    return f"{cell.method} {cell.dataset} {cell.noise}-{cell.rate:g} {cell.bits}bit seed{cell.seed}"
-
+    return {name: ensure_dataset(name) for name in dict.fromkeys(c.dataset for c in cells)}

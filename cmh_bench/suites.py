@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cmh_bench.errors import UserError
-from cmh_bench.runner import Grid
+from cmh_bench.grid import Grid
 
 
 @dataclass(frozen=True)

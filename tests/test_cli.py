@@ -86,3 +86,13 @@ def test_data_synth_writes_a_valid_file_and_list_commands_work(tmp_path, capsys)
 def test_check_passes_for_a_builtin_method(capsys):
     assert main(["check", "random-codes"]) == 0
     assert "FAIL" not in capsys.readouterr().out
+
+
+def test_run_prints_one_line_per_finished_cell_when_not_on_a_terminal(tmp_path, capsys):
+    code = main(["run", "--methods", "floor-constant,random-codes", "--datasets", "toy", "--profile", "quick",
+                 "--rates", "0.5", "--bits", "16", "--results", str(tmp_path / "r")])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    finished = [line for line in lines if line.startswith("[")]
+    assert [line.split("]")[0] for line in finished] == ["[1/2", "[2/2"]
+    assert "floor-constant toy pair-swap-0.5 16bit seed0: MAP 0." in finished[0]

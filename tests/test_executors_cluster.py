@@ -18,8 +18,10 @@ import pytest
 from cmh_bench.cell import Cell
 from cmh_bench.cli import main
 from cmh_bench.errors import UserError
-from cmh_bench.executors import InProcessExecutor, make_executor
-from cmh_bench.runner import Grid, pending_cells, run_grid
+from cmh_bench.backends import make_executor
+from cmh_bench.executors import InProcessExecutor
+from cmh_bench.grid import Grid
+from cmh_bench.runner import pending_cells, run_grid
 
 PLUGIN = str(Path(__file__).parent / "plugins" / "methods_for_tests.py")
 REFERENCE = ("floor-constant", "random-codes", "dcmh")

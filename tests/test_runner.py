@@ -16,7 +16,8 @@ from pathlib import Path
 from cmh_bench.cell import Cell
 from cmh_bench.executors import InProcessExecutor, ProcessPoolExecutorBackend, execute_cell
 from cmh_bench.registry import get_method
-from cmh_bench.runner import Grid, run_grid
+from cmh_bench.grid import Grid
+from cmh_bench.runner import run_grid
 
 PLUGIN = str(Path(__file__).parent / "plugins" / "methods_for_tests.py")
 

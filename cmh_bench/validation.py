@@ -1,0 +1,107 @@
+"""Up-front checks of a run's inputs: one function per concept, called by the runner before any cell
+runs or any byte is written, and by the harness for the cell it runs (so a worker and the driver
+apply the same rule).
+
+Each check raises :class:`cmh_bench.errors.UserError` with one line naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from cmh_bench.cell import SELECTIONS
+from cmh_bench.errors import UserError
+from cmh_bench.grid import Grid
+
+
+def check_selection(selection: str) -> None:
+    """The model-selection rule must be one of :data:`cmh_bench.cell.SELECTIONS`."""
+    if selection not in SELECTIONS:
+        raise UserError(f"unknown selection {selection!r}; choose one of {', '.join(SELECTIONS)}")
+
+
+def check_rate(rate: float) -> None:
+    """A noise rate is a fraction in [0, 1]."""
+    if not 0.0 <= rate <= 1.0:
+        raise UserError(f"noise rate {rate} is outside [0, 1]; give rates like 0.2,0.5,0.8")
+
+
+def check_bits(bits: int) -> None:
+    """A code length is a positive number of bits."""
+    if bits < 1:
+        raise UserError(f"code length {bits} must be a positive number of bits")
+
+
+def check_hparams(method: str, profile: str, hparams: dict) -> None:
+    """The method exists and the overrides name its hyper-parameters with values of the right type."""
+    from cmh_bench.method import resolve_hparams
+    from cmh_bench.registry import get_method
+
+    entry = get_method(method)
+    resolve_hparams(entry.load(), profile, entry.variant, hparams)
+
+
+def check_split(dataset_file: Path, split: str | None) -> None:
+    """The dataset file is valid and has the split preset (None: the file's default)."""
+    from cmh_bench.dataset import read_info, resolve_split
+
+    resolve_split(read_info(dataset_file), split)
+
+
+def check_device_placement(device: str, pins_gpus: bool) -> None:
+    """Under an executor that gives each cell its own GPU(s) (which the cell sees as cuda:0, …),
+    ``cuda:N`` would name another cell's GPU or none: ask for ``cuda`` or ``auto`` instead."""
+    if pins_gpus and device.startswith("cuda:"):
+        raise UserError(f"--device {device}: this executor gives each cell its own GPU, which the cell sees as cuda:0; "
+                        f"use --device cuda (or auto)")
+
+
+def check_writable(path: str | os.PathLike, option: str, *, folder: bool) -> None:
+    """``path`` (a folder when ``folder``, else a file) can be created or replaced by this user.
+
+    The nearest existing ancestor must be a writable folder; an existing ``path`` must be of the
+    right kind.
+    """
+    path = Path(path).expanduser()
+    kind = "folder" if folder else "file"
+    if path.exists() and path.is_dir() != folder:
+        raise UserError(f"{option} {path}: is a {'file' if folder else 'folder'}, not a {kind}; give another path")
+    nearest = path if path.is_dir() else path.parent
+    while not nearest.exists():
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise UserError(f"{option} {path}: cannot create it, {nearest} is a file; give another path")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: {nearest} is not writable; give another path")
+
+
+def validate_grid(grid: Grid, results_dir: Path) -> None:
+    """Every check a run needs, before any training or writing: plugins, methods and hyper-parameters,
+    noise models, datasets, rates, bits, selection, device and the results folder.
+
+    Split presets are checked by :func:`check_split` once the dataset files exist (see the runner).
+    """
+    from cmh_bench.catalog import available_datasets, ensure_dataset, synthetic_names
+    from cmh_bench.device import resolve_device
+    from cmh_bench.noise import check_noise_options, get_noise_model
+    from cmh_bench.registry import load_plugin_file
+
+    options = grid.cell_options
+    for plugin in options.get("plugins", ()):
+        load_plugin_file(plugin)
+    for method in grid.methods:
+        check_hparams(method, options.get("profile", "quick"), dict(options.get("hparams", ())))
+    for noise in grid.noise:
+        get_noise_model(noise)
+    check_noise_options(options.get("noise_file"), grid.noise, grid.rates)
+    known = set(available_datasets(include_toy=True)) | set(synthetic_names())
+    for dataset in grid.datasets:
+        if dataset not in known:
+            ensure_dataset(dataset)  # raises a UserError saying how to get it
+    for rate in grid.rates:
+        check_rate(rate)
+    for bits in grid.bits:
+        check_bits(bits)
+    check_selection(options.get("selection", "final"))
+    resolve_device(options.get("device", "auto"))
+    check_writable(results_dir, "--results", folder=True)
