@@ -80,9 +80,6 @@ def ensure_dataset(name: str) -> Path:
         path = Path(name).expanduser()
         if not path.is_file():
             raise UserError(f"{path}: no such dataset file; check the path, or make one with `cmh-bench data pack`")
-        from cmh_bench.dataset import read_info
-
-        read_info(path)  # a file given by path is validated here, before any cell runs
         return path
     path = dataset_path(name)
     if path.is_file():
