@@ -23,7 +23,7 @@ from cmh_bench.cell import Cell
 from cmh_bench.dataset import load_split
 from cmh_bench.harness import run_cell
 from cmh_bench.methods.dcmh import DCMH, dcmh_batch_loss, geometric_lr
-from cmh_bench.metrics import evaluate
+from cmh_bench.metrics import Retrieval, evaluate
 from cmh_bench.noise import inject_noise
 
 
@@ -58,7 +58,7 @@ def bare_loop(data, noisy_labels: np.ndarray, bits: int, hidden: int, epochs: in
     with torch.no_grad():
         encoded = [torch.where(nets[m](tensor(getattr(getattr(data, part), m))) >= 0, 1, -1).numpy()
                    for part in ("query", "database") for m in ("image", "text")]
-    return evaluate(*encoded, data.query.labels, data.database.labels)["mean"]["map"]
+    return evaluate(Retrieval(*encoded, data.query.labels, data.database.labels))["mean"]["map"]
 
 
 def main() -> None:

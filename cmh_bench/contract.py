@@ -23,9 +23,9 @@ def check_method(name: str, plugins: tuple[str, ...] = (), bits: int = 16) -> li
     entry = get_method(name)
     cell = Cell(dataset="toy", method=name, bits=bits, rate=0.5, profile="quick", save_codes=True, plugins=plugins, threads=1)
     first, second = run_cell(cell), run_cell(cell)
-    names = ("query_image_codes", "query_text_codes", "db_image_codes", "db_text_codes")
-    codes = {k: first["_codes_file"][k] for k in names}
-    again = {k: second["_codes_file"][k] for k in names}
+    names = ("query_image", "query_text", "db_image", "db_text")
+    codes = {k: getattr(first["_codes_file"]["retrieval"], k) for k in names}
+    again = {k: getattr(second["_codes_file"]["retrieval"], k) for k in names}
     sizes = first["dataset"]["sizes"]
     rows = []
     expected_rows = {"query": sizes["query"], "db": sizes["database"]}

@@ -16,10 +16,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cmh_bench.cell import SELECTIONS, Cell
+from cmh_bench.cell import Cell
 from cmh_bench.errors import UserError
 from cmh_bench.executors import Executor
-from cmh_bench.record import is_complete, read_record, write_record
+from cmh_bench.record import existing_record, is_complete, write_record
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def pending_cells(cells: list[Cell], results_dir: Path, force: bool = False) -> 
     from cmh_bench.registry import get_method
 
     versions = {m: get_method(m).version for m in {c.method for c in cells}}
-    return [c for c in cells if not is_complete(read_record(results_dir / c.relative_path()), c, versions[c.method])]
+    return [c for c in cells if not is_complete(existing_record(results_dir / c.relative_path()), c, versions[c.method])]
 
 
 def validate_grid(grid: Grid) -> None:
@@ -88,8 +88,12 @@ def validate_grid(grid: Grid) -> None:
     for rate in grid.rates:
         if not 0.0 <= rate <= 1.0:
             raise UserError(f"noise rate {rate} is outside [0, 1]; give rates like 0.2,0.5,0.8")
-    if options.get("selection", "final") not in SELECTIONS:
-        raise UserError(f"unknown selection {options['selection']!r}; choose one of {', '.join(SELECTIONS)}")
+    if options.get("val_fraction") is not None:
+        from cmh_bench.splits import check_validation_fraction
+
+        check_validation_fraction(options["val_fraction"])
+    if options.get("val_every", 1) < 0:
+        raise UserError(f"--val-every {options['val_every']}: give a number of epochs >= 0 (0: the final epoch only)")
     for bits in grid.bits:
         if bits < 1:
             raise UserError(f"code length {bits} must be a positive number of bits")
@@ -109,6 +113,7 @@ def run_grid(grid: Grid, results_dir: Path, executor: Executor, *, force: bool =
     if not todo:
         return summary
     _prepare_datasets(todo)
+    _check_validation_fits(todo)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal and bool(os.environ.get("CI"))) as progress:
@@ -137,6 +142,22 @@ def _prepare_datasets(cells: list[Cell]) -> None:
 
     for name in dict.fromkeys(c.dataset for c in cells):
         ensure_dataset(name)
+
+
+def _check_validation_fits(cells: list[Cell]) -> None:
+    """Raise UserError, before any cell runs, when a cell's validation fraction leaves its validation
+    part or its fitting part empty (the datasets must exist: after ``_prepare_datasets``)."""
+    from cmh_bench.cards import find_card
+    from cmh_bench.catalog import ensure_dataset
+    from cmh_bench.dataset import read_info
+    from cmh_bench.harness import validation_fraction
+    from cmh_bench.splits import validation_split
+
+    for dataset, split, fraction in dict.fromkeys((c.dataset, c.split, validation_fraction(c, find_card(c.dataset))) for c in cells):
+        info = read_info(ensure_dataset(dataset))
+        sizes = info.split_sizes.get(split or info.default_split)
+        if sizes is not None:  # an unknown preset fails in the cell with its own message
+            validation_split(sizes["train"], fraction)
 
 
 def _describe(cell: Cell) -> str:

@@ -16,6 +16,13 @@ dataset card's ``sizes``). Presets:
 
 The importers store rows in the order the field concatenates them (database part, then test part),
 so ``ucch`` equals ``file`` whenever the file's test part has Q rows.
+
+**The validation part** (:func:`validation_split`), for every preset of every dataset file: a seeded
+fraction (default 10 %, set per dataset card by ``validation_fraction`` and per run by
+``--val-fraction``) of the *training* rows is held out of training; the method trains on the rest.
+Query and database rows are untouched. The draw depends only on the number of training rows, the
+fraction and ``VALIDATION_SEED``, so every method, noise seed and training seed of a dataset holds
+out the same items. Fraction 0 holds out nothing (the protocol without validation).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import numpy as np
 from cmh_bench.errors import UserError
 
 PRESETS: tuple[str, ...] = ("nrch", "ucch", "random", "file")
+DEFAULT_VALIDATION_FRACTION = 0.1
+VALIDATION_SEED = 0
 
 
 def make_splits(
@@ -96,3 +105,31 @@ def _check_sizes(preset: str, n: int, query: int, train: int, database: int) -> 
             f"split {preset!r}: query {query} + train {train} rows do not fit in {n} items "
             f"(database {database}); use smaller sizes or the full dataset"
         )
+
+
+def check_validation_fraction(fraction: float) -> None:
+    """Raise UserError unless 0 <= ``fraction`` < 1 (the share of training rows held out for validation)."""
+    if not 0.0 <= fraction < 1.0:
+        raise UserError(f"validation fraction {fraction:g} is outside [0, 1); give e.g. --val-fraction 0.1 (0: no validation)")
+
+
+def validation_split(n_train: int, fraction: float, seed: int = VALIDATION_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, validation): sorted positions 0..n_train-1 of the training rows to train on and to hold out.
+
+    The validation part is the first round(fraction * n_train) positions of a PCG64(seed) permutation;
+    fraction 0 gives every position to fitting and none to validation. A fraction outside [0, 1), or
+    one that leaves the validation part (fraction > 0) or the fitting part empty, raises UserError.
+
+    >>> fit, val = validation_split(10, 0.2)
+    >>> len(fit), len(val), sorted({*fit, *val}) == list(range(10))
+    (8, 2, True)
+    """
+    check_validation_fraction(fraction)
+    n_val = int(round(fraction * n_train))
+    if fraction > 0 and (n_val < 1 or n_val >= n_train):
+        raise UserError(
+            f"validation fraction {fraction:g} of {n_train} training items holds out {n_val}; it must leave at least "
+            f"one item on each side: use a fraction between {1 / n_train:.3g} and {1 - 1 / n_train:.3g}, or 0 for no validation"
+        )
+    order = np.random.Generator(np.random.PCG64(seed)).permutation(n_train).astype(np.int64)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])

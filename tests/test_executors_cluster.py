@@ -63,7 +63,7 @@ def _same_metrics(records: dict[str, dict], expected: dict[str, dict]) -> None:
     assert records.keys() == expected.keys()
     for key, record in records.items():
         assert record["status"] == "ok", record.get("error")
-        assert record["metrics"] == expected[key]["metrics"], key
+        assert record["selections"] == expected[key]["selections"], key
 
 
 def _check_failures(executor, tmp_path, monkeypatch) -> None:
