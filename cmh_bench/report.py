@@ -92,7 +92,7 @@ def load_records(results_dir: Path) -> pd.DataFrame:
     default preset), noise, rate, bits, method, entry (the method folder of the path: the method plus
     "+hp-…" / "+val-…"), hparams (dict), seed, noise_seed, method_version, val_fraction, val_every; status;
     role and labels_used (for failed records, which lack them: from the method's other records, else
-    the registry); per rule of ``SELECTIONS``, ``map@<rule>`` and ``epoch@<rule>`` (mean tie-aware MAP@all
+    the registry); schema_version; per rule of ``SELECTIONS``, ``map@<rule>`` and ``epoch@<rule>`` (mean tie-aware MAP@all
     and the selected epoch; None where the record lacks the rule); lacks (rules without metrics);
     selection (the rule shown in the tables: ``ranking_rule`` of the frame, else the record's only rule),
     group (the table row group, see ``GROUPS``); map, map_i2t, map_t2i (tie-aware MAP@all of the shown
@@ -145,7 +145,8 @@ def _record_row(path: Path, record: dict) -> dict:
         "hparams": cell.get("hparams") or {}, "seed": int(cell["seed"]),
         "noise_seed": cell.get("noise_seed"), "method_version": cell.get("method_version"),
         "val_fraction": cell.get("val_fraction"), "val_every": cell.get("val_every"),
-        "status": record["status"], "role": method.get("role"), "labels_used": method.get("labels_used"),
+        "status": record["status"], "schema_version": record.get("schema_version"),
+        "role": method.get("role"), "labels_used": method.get("labels_used"),
         **{f"map@{rule}": _selected_map(record, rule, "mean") for rule in SELECTIONS},
         **{f"epoch@{rule}": selections.get(rule, {}).get("epoch") for rule in SELECTIONS},
         "lacks": tuple(record.get("lacks", ())) if record["status"] == "ok" else (),
@@ -530,11 +531,14 @@ def _selection_protocol(frame: pd.DataFrame) -> str:
                 "training items the method fits on, with the cell's noisy labels on both sides; it reads no test "
                 "query and no clean label. Also recorded: " + rules)
     ok = frame[frame.status == "ok"]
-    old = int(ok["map@val"].isna().sum())
-    return (f"**Model selection**: the final training epoch. {old} of {len(ok)} successful records predate the "
-            "validation part (result schema 1: one rule per record, no `val`, no `val-clean`), so the tables rank "
-            "by `final`; re-run them with this version to rank by `val`. Cells marked † were selected at the best "
-            "epoch on the test queries (the authors' protocol): optimistic, shown for comparison, never ranked.")
+    lacking = ok[ok["map@val"].isna()]
+    old, without = int((lacking.schema_version == 1).sum()), int((lacking.schema_version != 1).sum())
+    reasons = ([f"{old} predate the validation part (result schema 1: one rule per record, no `val`, no `val-clean`)"] if old else []) + (
+        [f"{without} were run without one (`--val-fraction 0`: `val` is unavailable)"] if without else [])
+    return (f"**Model selection**: the final training epoch. Of {len(ok)} successful records, {' and '.join(reasons)}, "
+            "so the tables rank by `final`; run them with a validation part to rank by `val`. Cells marked † were "
+            "selected at the best epoch on the test queries (the authors' protocol): optimistic, shown for comparison, "
+            "never ranked.")
 
 
 def _profile_section(profile: str, records: pd.DataFrame, published: pd.DataFrame, out: Output) -> str:

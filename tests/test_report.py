@@ -279,7 +279,7 @@ def test_schema_1_records_rank_by_final_and_the_report_says_what_they_lack(tmp_p
             old_path.write_text(json.dumps(v1_record(cell, 0.70, 0.70, "best-on-test")))
     render_report(tmp_path / "results", tmp_path / "out", reported=REPORTED.iloc[:0])
     markdown = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
-    assert ("8 of 8 successful records predate the validation part (result schema 1: one rule per record, no `val`, "
+    assert ("Of 8 successful records, 8 predate the validation part (result schema 1: one rule per record, no `val`, "
             "no `val-clean`), so the tables rank by `final`") in markdown
     _, rows = table_after(markdown, "Mean of I2T and T2I MAP")
     assert rows["scbch"] == ["**.610 ± .000**", "**.610 ± .000**"]
