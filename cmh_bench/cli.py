@@ -266,6 +266,64 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command("tune")
+def tune(
+    method: str = typer.Argument(..., help="The method to tune (see `cmh-bench list methods`)."),
+    datasets: Optional[str] = typer.Option(None, help="Comma-separated datasets (default: the tune suite's, synth-flickr,synth-coco)."),
+    noise: Optional[str] = typer.Option(None, help="Noise model(s) (default: pair-swap)."),
+    rates: Optional[str] = typer.Option(None, help="Noise rates (default: 0.5)."),
+    bits: Optional[str] = typer.Option(None, help="Code lengths (default: 32)."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds (default: 0)."),
+    epochs: str = typer.Option("50", help="Epoch budget(s) of the grid, comma-separated (the same for every method)."),
+    profile: str = typer.Option("quick", help="The profile whose tuned file is written (its other values are the base)."),
+    results: Path = typer.Option(Path("tuning"), help="Where the tuning runs' records go (resumable)."),
+    jobs: int = typer.Option(1, help="Cells run at once in local worker processes."),
+    device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."),
+    val_fraction: Optional[float] = typer.Option(None, help="Share of training items held out for validation (default: the card's, else 0.1)."),
+    val_every: int = typer.Option(5, help="Evaluate the validation part every N epochs."),
+    plugin: list[Path] = typer.Option([], "--plugin", help="Load methods from this Python file (repeatable)."),
+    force: bool = typer.Option(False, "--force", help="Redo tuning cells that already have a complete record."),
+) -> None:
+    """Tune a method's learning rate(s) x epoch budget on the noisy validation part; write its tuned profile file."""
+    from cmh_bench.executors import make_executor
+    from cmh_bench.registry import get_method, load_plugin_file
+    from cmh_bench.runner import run_grid, validate_grid
+    from cmh_bench.suites import grid_from_options
+    from cmh_bench.tune import check_tuning_grid, grid_points, point_grid, score_point, write_tuned_profile
+
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: give at least 1")
+    plugins = tuple(str(p.resolve()) for p in plugin)
+    for path in plugins:
+        load_plugin_file(path)
+    base = grid_from_options(
+        suite="tune", methods=(method,), datasets=_split_list(datasets), noise=_split_list(noise),
+        rates=_split_list(rates, float), bits=_split_list(bits, int), seeds=_split_list(seeds, int),
+        cell_options=dict(profile=profile, device=device, val_fraction=val_fraction, val_every=val_every, plugins=plugins,
+                          threads=max(1, (os.cpu_count() or 1) // jobs)),
+    )
+    check_tuning_grid(base)
+    entry = get_method(method)
+    points = grid_points(entry, _split_list(epochs, int))
+    grids = [point_grid(point, base) for point in points]
+    for grid in grids:  # every grid point's input is checked before any cell runs
+        validate_grid(grid)
+    executor = make_executor("local", jobs)
+    for point, grid in zip(points, grids):
+        console.print("grid point: " + ", ".join(f"{k}={v:g}" for k, v in point.items()))
+        run_grid(grid, results, executor, force=force, console=console)
+    scored = [score_point(grid, results) for grid in grids]
+    command = " ".join(["cmh-bench tune", method, f"--datasets {','.join(base.datasets)}", f"--noise {','.join(base.noise)}",
+                        f"--rates {','.join(f'{r:g}' for r in base.rates)}", f"--bits {','.join(map(str, base.bits))}",
+                        f"--seeds {','.join(map(str, base.seeds))}", f"--epochs {epochs}", f"--profile {profile}",
+                        *([f"--val-fraction {val_fraction:g}"] if val_fraction is not None else []), f"--val-every {val_every}"])
+    path = write_tuned_profile(entry, base, points, scored, command)
+    rows = [[", ".join(f"{k}={v:g}" for k, v in point.items()), "—" if s["score"] is None else f"{s['score']:.4f}",
+             str(s["cells"]), str(s["failed"])] for point, s in zip(points, scored)]
+    console.print(_table(f"tuning {method} (noisy-validation MAP at the val-selected epoch)", ["values", "score", "cells", "failed"], rows))
+    console.print(f"wrote {path}")
+
+
 @app.command("check")
 def check(
     name: str = typer.Argument(..., help="A method name."),

@@ -29,8 +29,9 @@ from cmh_bench.catalog import ensure_dataset
 from cmh_bench.cell import SELECTIONS, Cell
 from cmh_bench.dataset import LoadedSplit, load_split
 from cmh_bench.errors import UserError
-from cmh_bench.method import EncodeInput, HashingMethod, RunContext, TrainSet, resolve_hparams
+from cmh_bench.method import EncodeInput, HashingMethod, RunContext, TrainSet
 from cmh_bench.noise import inject_noise, get_noise_model
+from cmh_bench.profiles import hparams_for
 from cmh_bench.record import build_record, peak_memory
 from cmh_bench.registry import get_method, load_plugin_file
 from cmh_bench.selection import Chosen, Selection, ValidationPart, as_retrieval, evaluate_keeping_threads
@@ -77,7 +78,7 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
     data = load_split(path, cell.split)
     card = find_card(cell.dataset)
     card_overrides = card.overrides_for(method_cls.family) if card is not None and method_cls.family else {}
-    hp = resolve_hparams(method_cls, cell.profile, card_overrides, entry.variant, dict(cell.hparams))
+    hp = hparams_for(entry, cell.profile, card_overrides, dict(cell.hparams))
 
     noise_model = get_noise_model(cell.noise)
     noisy = inject_noise(

@@ -67,8 +67,8 @@ def pending_cells(cells: list[Cell], results_dir: Path, force: bool = False) -> 
 def validate_grid(grid: Grid) -> None:
     """Fail fast, before any training, on names that cannot run (methods, datasets, noise models)."""
     from cmh_bench.catalog import available_datasets, synthetic_names
-    from cmh_bench.method import resolve_hparams
     from cmh_bench.noise import get_noise_model
+    from cmh_bench.profiles import hparams_for
     from cmh_bench.registry import get_method, load_plugin_file
 
     for plugin in grid.cell_options.get("plugins", ()):
@@ -76,7 +76,7 @@ def validate_grid(grid: Grid) -> None:
     options = grid.cell_options
     for method in grid.methods:
         entry = get_method(method)
-        resolve_hparams(entry.load(), options.get("profile", "quick"), entry.variant, dict(options.get("hparams", ())))
+        hparams_for(entry, options.get("profile", "quick"), {}, dict(options.get("hparams", ())))
     for noise in grid.noise:
         get_noise_model(noise)
     known = set(available_datasets(include_toy=True)) | set(synthetic_names())
