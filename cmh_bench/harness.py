@@ -32,7 +32,7 @@ from cmh_bench.errors import UserError
 from cmh_bench.method import EncodeInput, HashingMethod, RunContext, TrainSet
 from cmh_bench.noise import inject_noise, get_noise_model
 from cmh_bench.profiles import hparams_for
-from cmh_bench.record import build_record, peak_memory
+from cmh_bench.record import CellOutcome, build_record, peak_memory
 from cmh_bench.registry import get_method, load_plugin_file
 from cmh_bench.selection import Chosen, Selection, ValidationPart, as_retrieval, evaluate_keeping_threads
 from cmh_bench.splits import DEFAULT_VALIDATION_FRACTION, VALIDATION_SEED, validation_split
@@ -69,6 +69,11 @@ def weight_auc(weights: np.ndarray, corrupted: np.ndarray) -> float | None:
 
 def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
     """Train and evaluate one cell; return its record (status "ok"). Errors propagate to the caller."""
+    return run_cell_with_codes(cell, progress).record
+
+
+def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellOutcome:
+    """Train and evaluate one cell: its record and, when ``cell.save_codes``, the ranked selection's codes."""
     started = time.perf_counter()
     for plugin in cell.plugins:
         load_plugin_file(plugin)
@@ -163,12 +168,10 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
         memory=peak_memory(device),
         device=device,
     )
-    if cell.save_codes:
-        record["_codes_file"] = {
-            "retrieval": as_retrieval(selection.chosen[ranked].codes, data.query.labels, data.database.labels),
-            "histograms": histograms[ranked],
-        }
-    return record
+    if not cell.save_codes:
+        return CellOutcome(record)
+    codes = as_retrieval(selection.chosen[ranked].codes, data.query.labels, data.database.labels)
+    return CellOutcome(record, codes, histograms[ranked])
 
 
 def validation_fraction(cell: Cell, card) -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 import platform
 import resource
 import subprocess
@@ -29,9 +30,21 @@ from cmh_bench import __version__
 from cmh_bench.atomic import write_json_atomic
 from cmh_bench.cell import SELECTIONS, Cell
 from cmh_bench.errors import UserError
+from cmh_bench.metrics import Retrieval
 
 SCHEMA = "cmh-bench/result"
 SCHEMA_VERSION = 2
+
+
+@dataclass
+class CellOutcome:
+    """What a worker hands the driver for one cell: its record and, with ``--save-codes``, the codes
+    sidecar's contents (the ranked selection's codes and labels, and its distance histograms), which
+    ``write_record`` writes beside the record (never inside it)."""
+
+    record: dict
+    codes: Retrieval | None = None
+    histograms: dict | None = None
 
 
 def build_record(*, cell: Cell, entry, method_version: str, hparams: dict, labels_used: str, dataset, validation: dict,
@@ -73,15 +86,14 @@ def failed_record(cell: Cell, error: BaseException) -> dict:
     }
 
 
-def write_record(results_dir: Path, cell: Cell, record: dict) -> Path:
-    """Write the record (and its optional codes sidecar) at the cell's path, atomically."""
+def write_record(results_dir: Path, cell: Cell, outcome: CellOutcome) -> Path:
+    """Write the outcome's record (and its optional codes sidecar, same stem, ``.h5``) at the cell's path, atomically."""
     path = Path(results_dir) / cell.relative_path()
-    codes_file = record.pop("_codes_file", None)
-    if codes_file is not None:
+    if outcome.codes is not None:
         from cmh_bench.codes_file import write_codes_file
 
-        write_codes_file(path.with_suffix(".h5"), **codes_file)
-    write_json_atomic(path, record)
+        write_codes_file(path.with_suffix(".h5"), outcome.codes, histograms=outcome.histograms)
+    write_json_atomic(path, outcome.record)
     return path
 
 

@@ -123,8 +123,9 @@ def run_grid(grid: Grid, results_dir: Path, executor: Executor, *, force: bool =
         def on_epoch(cell: Cell, done: int, total: int) -> None:
             progress.update(current, description=_describe(cell), completed=done, total=total or None)
 
-        for cell, record in executor.run(todo, on_epoch):
-            write_record(results_dir, cell, record)
+        for cell, outcome in executor.run(todo, on_epoch):
+            write_record(results_dir, cell, outcome)
+            record = outcome.record
             if record["status"] == "ok":
                 summary.ok += 1
             else:

@@ -124,7 +124,7 @@ def test_a_finished_cell_leaves_no_method_behind(monkeypatch):
     try:
         record = execute_cell(Cell(dataset="toy", method="scbch", bits=16, profile="quick", threads=1,
                                    hparams=(("epochs", "1"), ("hidden", "16"))))
-        assert record["status"] == "ok" and len(instances) == 1
+        assert record.record["status"] == "ok" and len(instances) == 1
         assert instances[0]() is None
     finally:
         gc.enable()

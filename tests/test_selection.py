@@ -14,7 +14,7 @@ from cmh_bench.dataset import load_split
 from cmh_bench.harness import run_cell
 from cmh_bench.method import HashingMethod
 from cmh_bench.noise import inject_noise
-from cmh_bench.record import read_record, write_record
+from cmh_bench.record import CellOutcome, read_record, write_record
 from cmh_bench.selection import Selection
 from cmh_bench.splits import validation_split
 
@@ -107,7 +107,7 @@ def test_fraction_zero_is_the_protocol_without_validation(tmp_path):
     assert list(record["selections"]) == ["final", "best-on-test"]
     assert record["dataset"]["sizes"]["train"] == 150 and record["validation"]["size"] == 0
     assert "val_map" not in record["epochs"][-1]
-    path = write_record(tmp_path, cell, record)
+    path = write_record(tmp_path, cell, CellOutcome(record))
     assert read_record(path)["lacks"] == ["val", "val-clean"]
     assert str(cell.relative_path()).endswith("+val-0/seed0.json")
 
@@ -125,3 +125,18 @@ def test_selection_keeps_the_earliest_best_epoch_per_rule_and_the_last_as_final(
     assert {rule: chosen.epoch for rule, chosen in selection.chosen.items()} == {"val": 1, "val-clean": 0, "best-on-test": 1, "final": 2}
     assert selection.chosen["val"].score == 0.7 and selection.chosen["final"].score is None
     assert logs[0] == {"map_i2t": 0.3, "map_t2i": 0.3, "val_map": 0.5, "val_clean_map": 0.6}
+
+
+def test_saved_codes_are_the_ranked_selections_and_reproduce_its_metrics(tmp_path):
+    from cmh_bench.codes_file import evaluate_codes_file
+    from cmh_bench.executors import InProcessExecutor
+    from cmh_bench.runner import Grid, run_grid
+
+    grid = Grid(methods=("dcmh",), datasets=("toy",), rates=(0.8,), bits=(16,), seeds=(3,),
+                cell_options={"threads": 1, "val_every": 1, "save_codes": True, "hparams": CELL.hparams})
+    summary = run_grid(grid, tmp_path, InProcessExecutor())
+    assert summary.ok == 1
+    path = tmp_path / grid.cells()[0].relative_path()
+    record = read_record(path)
+    recomputed = evaluate_codes_file(path.with_suffix(".h5"))
+    assert recomputed == record["selections"]["val"]["metrics"]
