@@ -343,13 +343,14 @@ def check(
 def report(
     results: Path = typer.Option(Path("results"), help="Results directory to render."),
     out: Path = typer.Option(Path("leaderboard"), help="Output directory (markdown, plots, CSV, LaTeX)."),
+    rank_by: str = typer.Option("val", help="Selection rule the tables rank by: val (default; final for records without it) or final."),
 ) -> None:
     """Render the leaderboard from the result records (and nothing else)."""
     from cmh_bench.report import render_report
 
     if not results.is_dir():
         raise UserError(f"results directory {results} does not exist; run `cmh-bench run` first or pass --results DIR")
-    written = render_report(results, out)
+    written = render_report(results, out, rank_by=rank_by)
     console.print(f"wrote {len(written)} files to {out}")
 
 

@@ -85,7 +85,7 @@ LATEX_ESCAPES = {
 # ---------------------------------------------------------------- records -> long frame
 
 
-def load_records(results_dir: Path) -> pd.DataFrame:
+def load_records(results_dir: Path, rank_by: str = "val") -> pd.DataFrame:
     """One row per result record under ``results_dir`` (the files ``**/seed*.json``), sorted by path.
 
     Columns: ``path`` (relative to ``results_dir``); the cell: profile, dataset, split ("" = the file's
@@ -99,8 +99,12 @@ def load_records(results_dir: Path) -> pd.DataFrame:
     rule: mean of the directions, I2T, T2I); weight_auc; train_seconds, total_seconds;
     noise_version; split_preset, sizes, dataset_sha256; the environment (``ENVIRONMENT_KEYS``);
     error ("Type: message" of failed records); and the raw epochs (list of dicts) and
-    noise_detection (dict or None). A file that is not a readable result record raises UserError.
+    noise_detection (dict or None). ``rank_by``: the rule asked for (``val`` or ``final``; ``ranking_rule``
+    gives the one in force). A file that is not a readable result record, or another rule, raises UserError.
     """
+    if rank_by not in RANKABLE_SELECTIONS:
+        raise UserError(f"cannot rank by {rank_by!r}: rank by {' or '.join(RANKABLE_SELECTIONS)} "
+                        f"({', '.join(r for r in SELECTIONS if r not in RANKABLE_SELECTIONS)} read clean labels or the test queries and are never ranked)")
     results_dir = Path(results_dir)
     paths = sorted(results_dir.rglob("seed*.json"))
     if not paths:
@@ -108,7 +112,9 @@ def load_records(results_dir: Path) -> pd.DataFrame:
     records = [read_record(path) for path in paths]
     frame = pd.DataFrame([_record_row(path.relative_to(results_dir), record) for path, record in zip(paths, records)])
     _fill_roles(frame)
-    rule = ranking_rule(frame)
+    every_record_has_val = frame[frame.status == "ok"]["map@val"].notna().all()
+    frame.attrs["rank_by"] = rank_by
+    frame.attrs["ranking_rule"] = rule = "val" if rank_by == "val" and every_record_has_val else "final"
     shown = [rule if rule not in lacks else next((r for r in SELECTIONS if r not in lacks), rule) for lacks in frame.lacks]
     frame["selection"] = shown
     for column, key in (("map", "mean"), ("map_i2t", "i2t"), ("map_t2i", "t2i")):
@@ -118,9 +124,9 @@ def load_records(results_dir: Path) -> pd.DataFrame:
 
 
 def ranking_rule(frame: pd.DataFrame) -> str:
-    """The rule the tables rank by: ``val`` when every successful record has it, else ``final``."""
-    ok = frame[frame.status == "ok"]
-    return "val" if ok["map@val"].notna().all() else "final"
+    """The rule the tables of a ``load_records`` frame rank by: ``val`` when asked and every successful record
+    has it, else ``final``."""
+    return frame.attrs["ranking_rule"]
 
 
 def _selected_map(record: dict, rule: str, direction: str) -> float | None:
@@ -447,14 +453,15 @@ class Output:
         return f"![{alt}]({relative})"
 
 
-def render_report(results_dir: Path, out_dir: Path, reported: pd.DataFrame | None = None) -> list[Path]:
+def render_report(results_dir: Path, out_dir: Path, reported: pd.DataFrame | None = None, rank_by: str = "val") -> list[Path]:
     """Render the leaderboard of the records under ``results_dir`` into ``out_dir``; return the files written.
 
     Writes ``plots/*.png`` (and removes PNGs of earlier renders that no longer have data),
     ``leaderboard.csv``, ``leaderboard.tex`` and ``README.md``, each atomically. ``reported``: the
     published numbers (columns ``REPORTED_COLUMNS``); None takes them from :mod:`cmh_bench.reported`.
+    ``rank_by``: ``val`` (the default; ``final`` for records without it) or ``final``.
     """
-    frame = load_records(results_dir)
+    frame = load_records(results_dir, rank_by)
     published = reported_numbers() if reported is None else reported
     out = Output()
     markdown = render_markdown(frame, published, out)
@@ -532,6 +539,9 @@ def _selection_protocol(frame: pd.DataFrame) -> str:
                 "query and no clean label. Also recorded: " + rules)
     ok = frame[frame.status == "ok"]
     lacking = ok[ok["map@val"].isna()]
+    if lacking.empty:  # ranked by final on request
+        return ("**Model selection**: the final training epoch, as asked (`cmh-bench report --rank-by final`). Every "
+                "record also holds `val` (best epoch on the noisy validation part, the default ranking) and " + rules)
     old, without = int((lacking.schema_version == 1).sum()), int((lacking.schema_version != 1).sum())
     reasons = ([f"{old} predate the validation part (result schema 1: one rule per record, no `val`, no `val-clean`)"] if old else []) + (
         [f"{without} were run without one (`--val-fraction 0`: `val` is unavailable)"] if without else [])

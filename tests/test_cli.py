@@ -39,6 +39,8 @@ def test_run_then_report_on_toy(tmp_path, capsys):
     (["run", "--methods", "dcmh", "--datasets", "toy", "--val-every", "-1"], "--val-every -1"),
     (["run", "--methods", "dcmh", "--datasets", "toy", "--profile", "fast"], "unknown profile"),
     (["report", "--results", "/nonexistent/results"], "does not exist"),
+    (["report", "--results", "/tmp", "--rank-by", "best-on-test"], "cannot rank by 'best-on-test'"),
+    (["report", "--results", "/tmp", "--rank-by", "best"], "cannot rank by 'best'"),
     (["eval", "/nonexistent/codes.h5"], "codes"),
     (["data", "synth", "mirflickr"], "real dataset"),
 ])

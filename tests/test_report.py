@@ -410,3 +410,13 @@ def test_golden_readme(rendered):
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(rendered["markdown"], encoding="utf-8")
     assert rendered["markdown"] == GOLDEN.read_text(encoding="utf-8"), "README changed: see the module docstring to update the golden file"
+
+
+def test_rank_by_final_on_request(rendered, tmp_path):
+    render_report(rendered["results"], tmp_path / "out", reported=REPORTED, rank_by="final")
+    markdown = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "the final training epoch, as asked (`cmh-bench report --rank-by final`)" in markdown
+    _, rows = table_after(section(markdown, "quick"), "### mirflickr · pair-swap")
+    assert rows["scbch"][0] == "**.690 ± .010**"  # the final epoch's MAP: .02 below val's (SHIFTS)
+    with pytest.raises(UserError, match="cannot rank by 'val-clean'"):
+        load_records(rendered["results"], rank_by="val-clean")
