@@ -81,8 +81,7 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
     method_cls: type[HashingMethod] = entry.load()
     path = ensure_dataset(cell.dataset)
     data = load_split(path, cell.split)
-    card = find_card(cell.dataset)
-    card_overrides = card.overrides_for(method_cls.family) if card is not None and method_cls.family else {}
+    card_overrides = _card_overrides(cell.dataset, method_cls.family)
     hp = hparams_for(entry, cell.profile, card_overrides, dict(cell.hparams))
 
     noise_model = get_noise_model(cell.noise)
@@ -90,7 +89,7 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
         cell.noise, data.train.labels, cell.rate, cell.effective_noise_seed,
         features=(data.train.image, data.train.text) if noise_model.needs_features else None,
     )
-    fraction = validation_fraction(cell, card)
+    fraction = validation_fraction(cell, find_card(cell.dataset))
     fit, held_out = validation_split(len(data.train), fraction)
     uses_clean = method_cls.uses_clean_labels or entry.role == "upper-bound"
     train_labels = data.train.labels if uses_clean else noisy.labels
@@ -181,6 +180,12 @@ def validation_fraction(cell: Cell, card) -> float:
     if card is not None and card.validation_fraction is not None:
         return card.validation_fraction
     return DEFAULT_VALIDATION_FRACTION
+
+
+def _card_overrides(dataset: str, family: str) -> dict:
+    """The hyper-parameter overrides the dataset's card sets for a method family (none without a card or family)."""
+    card = find_card(dataset)
+    return card.overrides_for(family) if card is not None and family else {}
 
 
 def _selected_metrics(chosen: dict[str, Chosen], data: LoadedSplit) -> tuple[dict, dict]:
