@@ -90,7 +90,7 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
         features=(data.train.image, data.train.text) if noise_model.needs_features else None,
     )
     fraction = validation_fraction(cell, find_card(cell.dataset))
-    fit, held_out = validation_split(len(data.train), fraction)
+    fit, val_queries, val_database = validation_split(len(data.train), fraction)
     uses_clean = method_cls.uses_clean_labels or entry.role == "upper-bound"
     train_labels = data.train.labels if uses_clean else noisy.labels
     corrupted = noisy.corrupted[fit]
@@ -104,12 +104,12 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
     train = TrainSet(*(_to_device(a[fit], device) for a in (data.train.image, data.train.text, train_labels)))
     test_parts = {part: _encode_input(getattr(data, part), device, uses_clean) for part in ("query", "database")}
     validation = None
-    if len(held_out):
+    if len(val_queries):
         validation = ValidationPart(
-            query=_encode_input(data.train, device, uses_clean, held_out),
-            database=_encode_input(data.train, device, uses_clean, fit),
-            labels={"val": (noisy.labels[held_out], noisy.labels[fit]),
-                    "val-clean": (data.train.labels[held_out], data.train.labels[fit])},
+            query=_encode_input(data.train, device, uses_clean, val_queries),
+            database=_encode_input(data.train, device, uses_clean, val_database),
+            labels={"val": (noisy.labels[val_queries], noisy.labels[val_database]),
+                    "val-clean": (data.train.labels[val_queries], data.train.labels[val_database])},
         )
     selection = Selection(test_parts, (data.query.labels, data.database.labels), validation)
     method = method_cls(hp, cell.bits, train.image.shape[1], train.text.shape[1], train.n_classes)
@@ -157,8 +157,8 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
         hparams=asdict(hp) if hp is not None else {},
         labels_used="clean" if uses_clean else "noisy",
         dataset=data,
-        validation={"fraction": fraction, "seed": VALIDATION_SEED, "size": len(held_out), "fit_size": len(fit),
-                    "every": cell.val_every},
+        validation={"fraction": fraction, "seed": VALIDATION_SEED, "size": len(val_queries) + len(val_database),
+                    "queries": len(val_queries), "database": len(val_database), "fit_size": len(fit), "every": cell.val_every},
         noise={"model": cell.noise, "version": noise_model.version, "seed": cell.effective_noise_seed, **noisy.stats},
         selections=selections,
         epochs=epochs,

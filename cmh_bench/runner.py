@@ -146,8 +146,8 @@ def _prepare_datasets(cells: list[Cell]) -> None:
 
 
 def _check_validation_fits(cells: list[Cell]) -> None:
-    """Raise UserError, before any cell runs, when a cell's validation fraction leaves its validation
-    part or its fitting part empty (the datasets must exist: after ``_prepare_datasets``)."""
+    """Raise UserError, before any cell runs, when a cell's validation fraction holds out fewer than two
+    items or leaves nothing to fit on (the datasets must exist: after ``_prepare_datasets``)."""
     from cmh_bench.cards import find_card
     from cmh_bench.catalog import ensure_dataset
     from cmh_bench.dataset import read_info

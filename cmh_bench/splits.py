@@ -20,9 +20,11 @@ so ``ucch`` equals ``file`` whenever the file's test part has Q rows.
 **The validation part** (:func:`validation_split`), for every preset of every dataset file: a seeded
 fraction (default 10 %, set per dataset card by ``validation_fraction`` and per run by
 ``--val-fraction``) of the *training* rows is held out of training; the method trains on the rest.
-Query and database rows are untouched. The draw depends only on the number of training rows, the
-fraction and ``VALIDATION_SEED``, so every method, noise seed and training seed of a dataset holds
-out the same items. Fraction 0 holds out nothing (the protocol without validation).
+The held-out rows are split in two disjoint halves: validation queries and a validation database,
+so that neither side was trained on. Query and database rows of the preset are untouched. The draw
+depends only on the number of training rows, the fraction and ``VALIDATION_SEED``, so every method,
+noise seed and training seed of a dataset holds out the same items. Fraction 0 holds out nothing
+(the protocol without validation).
 """
 
 from __future__ import annotations
@@ -113,23 +115,25 @@ def check_validation_fraction(fraction: float) -> None:
         raise UserError(f"validation fraction {fraction:g} is outside [0, 1); give e.g. --val-fraction 0.1 (0: no validation)")
 
 
-def validation_split(n_train: int, fraction: float, seed: int = VALIDATION_SEED) -> tuple[np.ndarray, np.ndarray]:
-    """(fit, validation): sorted positions 0..n_train-1 of the training rows to train on and to hold out.
+def validation_split(n_train: int, fraction: float, seed: int = VALIDATION_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fit, validation queries, validation database): sorted, disjoint positions 0..n_train-1 of the training rows.
 
-    The validation part is the first round(fraction * n_train) positions of a PCG64(seed) permutation;
-    fraction 0 gives every position to fitting and none to validation. A fraction outside [0, 1), or
-    one that leaves the validation part (fraction > 0) or the fitting part empty, raises UserError.
+    The held-out part is the first V = round(fraction * n_train) positions of a PCG64(seed) permutation:
+    its first ⌊V/2⌋ are the validation queries, the rest the validation database; the other positions
+    are fitted on. Fraction 0 gives every position to fitting. A fraction outside [0, 1), or one that
+    holds out fewer than 2 items (fraction > 0) or leaves nothing to fit, raises UserError.
 
-    >>> fit, val = validation_split(10, 0.2)
-    >>> len(fit), len(val), sorted({*fit, *val}) == list(range(10))
-    (8, 2, True)
+    >>> fit, queries, database = validation_split(10, 0.4)
+    >>> len(fit), len(queries), len(database), sorted({*fit, *queries, *database}) == list(range(10))
+    (6, 2, 2, True)
     """
     check_validation_fraction(fraction)
     n_val = int(round(fraction * n_train))
-    if fraction > 0 and (n_val < 1 or n_val >= n_train):
+    if fraction > 0 and (n_val < 2 or n_val >= n_train):
         raise UserError(
-            f"validation fraction {fraction:g} of {n_train} training items holds out {n_val}; it must leave at least "
-            f"one item on each side: use a fraction between {1 / n_train:.3g} and {1 - 1 / n_train:.3g}, or 0 for no validation"
+            f"validation fraction {fraction:g} of {n_train} training items holds out {n_val}; it must hold out at least "
+            f"2 (one query, one database item) and leave one to train on: use a fraction between {2 / n_train:.3g} and "
+            f"{1 - 1 / n_train:.3g}, or 0 for no validation"
         )
     order = np.random.Generator(np.random.PCG64(seed)).permutation(n_train).astype(np.int64)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    return np.sort(order[n_val:]), np.sort(order[: n_val // 2]), np.sort(order[n_val // 2 : n_val])

@@ -35,7 +35,7 @@ def test_run_then_report_on_toy(tmp_path, capsys):
     (["run", "--methods", "dcmh", "--datasets", "toy", "--hp", "epochs"], "KEY=VALUE"),
     (["run", "--methods", "dcmh", "--datasets", "toy", "--device", "tpu"], "unknown device"),
     (["run", "--methods", "dcmh", "--datasets", "toy", "--val-fraction", "1"], "validation fraction 1 is outside [0, 1)"),
-    (["run", "--methods", "dcmh", "--datasets", "toy", "--val-fraction", "0.001"], "holds out 0; it must leave at least one item"),
+    (["run", "--methods", "dcmh", "--datasets", "toy", "--val-fraction", "0.005"], "holds out 1; it must hold out at least 2"),
     (["run", "--methods", "dcmh", "--datasets", "toy", "--val-every", "-1"], "--val-every -1"),
     (["run", "--methods", "dcmh", "--datasets", "toy", "--profile", "fast"], "unknown profile"),
     (["report", "--results", "/nonexistent/results"], "does not exist"),

@@ -60,7 +60,7 @@ def make_record(cell: Cell, i2t: float, t2i: float, *, role: str = "method", lab
                    "hparams": {"epochs": 4}},
         "dataset": {"name": cell.dataset, "split": "default", "sha256": "f" * 64,
                     "sizes": {"query": 100, "train": 450, "validation": 50, "database": 900}},
-        "validation": {"fraction": 0.1, "seed": 0, "size": 50, "fit_size": 450, "every": 5},
+        "validation": {"fraction": 0.1, "seed": 0, "size": 50, "queries": 25, "database": 25, "fit_size": 450, "every": 5},
         "noise": {"model": cell.noise, "version": "1", "seed": cell.effective_noise_seed, "requested_rate": cell.rate},
         "selections": {rule: {"epoch": epoch, "score": None, "metrics": metrics(i2t + shift, t2i + shift)}
                        for rule, (shift, epoch) in SHIFTS.items()},

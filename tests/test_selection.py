@@ -48,33 +48,34 @@ def instrumented(monkeypatch):
     record = run_cell(CELL)
     data = load_split(ensure_dataset("toy"))
     noisy = inject_noise("pair-swap", data.train.labels, CELL.rate, CELL.seed).labels
-    fit_rows, held_out = validation_split(len(data.train), 0.1)
-    return record, evaluations, encoded, fits, data, noisy, fit_rows, held_out
+    fit_rows, queries, database = validation_split(len(data.train), 0.1)
+    return record, evaluations, encoded, fits, data, noisy, fit_rows, queries, database
 
 
 def test_validation_reads_only_training_items_and_noisy_labels_for_rule_val(instrumented):
-    record, evaluations, encoded, fits, data, noisy, fit_rows, held_out = instrumented
-    assert len(held_out) == 15 and len(fit_rows) == 135 and record["dataset"]["sizes"]["validation"] == 15
-    validation = [(r, result) for r, result in evaluations if len(r.query_labels) == len(held_out)]
+    record, evaluations, encoded, fits, data, noisy, fit_rows, queries, database = instrumented
+    assert (len(queries), len(database), len(fit_rows)) == (7, 8, 135) and record["dataset"]["sizes"]["validation"] == 15
+    assert not set(queries) & set(database) and not (set(queries) | set(database)) & set(fit_rows)
+    validation = [(r, result) for r, result in evaluations if len(r.query_labels) == len(queries)]
     test = [(r, result) for r, result in evaluations if len(r.query_labels) == len(data.query)]
     assert len(validation) == 2 * 3 and len(test) >= 3  # noisy and clean labels at each of the 3 epochs; test: + final metrics
-    noisy_pairs = [(r, result) for r, result in validation if np.array_equal(r.query_labels, noisy[held_out])]
-    clean_pairs = [(r, result) for r, result in validation if np.array_equal(r.query_labels, data.train.labels[held_out])]
-    assert not np.array_equal(noisy[held_out], data.train.labels[held_out])  # 80 % noise: the two label sets differ
+    noisy_pairs = [(r, result) for r, result in validation if np.array_equal(r.query_labels, noisy[queries])]
+    clean_pairs = [(r, result) for r, result in validation if np.array_equal(r.query_labels, data.train.labels[queries])]
+    assert not np.array_equal(noisy[queries], data.train.labels[queries])  # 80 % noise: the two label sets differ
     assert len(noisy_pairs) == len(clean_pairs) == 3
     for r, _ in noisy_pairs:
-        assert np.array_equal(r.db_labels, noisy[fit_rows])  # the database side is noisy too
+        assert np.array_equal(r.db_labels, noisy[database])  # the database side is noisy too
     for r, _ in clean_pairs:
-        assert np.array_equal(r.db_labels, data.train.labels[fit_rows])
+        assert np.array_equal(r.db_labels, data.train.labels[database])
     # the val rule's score of every epoch is the MAP of the noisy-label evaluation, val-clean's of the clean one
     assert [row["val_map"] for row in record["epochs"]] == [result["mean"]["map"] for _, result in noisy_pairs]
     assert [row["val_clean_map"] for row in record["epochs"]] == [result["mean"]["map"] for _, result in clean_pairs]
-    # the codes evaluated there are encodings of training rows only, without clean labels
+    # the codes evaluated there are encodings of held-out training rows only, without clean labels
     train_image = torch.from_numpy(data.train.image.astype(np.float32))
-    validation_inputs = [items for items in encoded if items.image.shape[0] in (len(held_out), len(fit_rows))]
+    validation_inputs = [items for items in encoded if items.image.shape[0] in (len(queries), len(database))]
     assert len(validation_inputs) == 2 * 2 * 3  # query and database, both modalities, 3 epochs
     for items in validation_inputs:
-        rows = held_out if items.image.shape[0] == len(held_out) else fit_rows
+        rows = queries if items.image.shape[0] == len(queries) else database
         assert torch.equal(items.image, train_image[rows]) and items.clean_labels is None
     query_image = torch.from_numpy(data.query.image.astype(np.float32))
     assert not any(items.image.shape == query_image.shape and torch.equal(items.image, query_image)
