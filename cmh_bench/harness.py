@@ -8,8 +8,8 @@ of the method's sample weights, wall time and peak memory, and the record (cmh_b
 
 Validation and model selection: a seeded share of the training items (``validation_fraction``,
 default 10 %; cmh_bench.splits.validation_split) is held out of training, with the cell's noisy
-labels. Every ``val_every`` epochs and at the last one, cmh_bench.selection evaluates the held-out
-items against the fitting items and the test queries against the test database; the record holds
+labels. Every ``val_every`` epochs and at the last one, cmh_bench.selection evaluates one half of
+the held-out items against the other and the test queries against the test database; the record holds
 the test metrics of every rule's epoch (``val``, ``final``, ``val-clean``, ``best-on-test``), all
 from the one ``fit``. The method trains on 90 % of the training items the authors' protocol uses:
 the price of choosing an epoch without test queries or clean labels (README, "Model selection").

@@ -534,9 +534,9 @@ def _selection_protocol(frame: pd.DataFrame) -> str:
     if ranking_rule(frame) == "val":
         return ("**Model selection**: every record holds four rules from its one training run. The tables rank by "
                 "`val`: the epoch with the best MAP on the validation part, a seeded share of the training items "
-                "(10 % unless a card or `--val-fraction` says otherwise) held out of training and ranked against the "
-                "training items the method fits on, with the cell's noisy labels on both sides; it reads no test "
-                "query and no clean label. Also recorded: " + rules)
+                "(10 % unless a card or `--val-fraction` says otherwise) held out of training, one half ranked "
+                "against the other, with the cell's noisy labels on both sides; it reads no test query and no clean "
+                "label. Also recorded: " + rules)
     ok = frame[frame.status == "ok"]
     lacking = ok[ok["map@val"].isna()]
     if lacking.empty:  # ranked by final on request
