@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cmh_bench.cell import DEFAULT_VAL_EVERY
 from cmh_bench.errors import UserError
 
 app = typer.Typer(
@@ -227,7 +228,7 @@ def run(
     split: Optional[str] = typer.Option(None, help="Split preset of the dataset files (default: each file's default)."),
     noise_seed: Optional[int] = typer.Option(None, help="Fix the noise seed for every training seed (default: noise seed = seed)."),
     val_fraction: Optional[float] = typer.Option(None, help="Share of the training items held out for validation (default: the dataset card's, else 0.1; 0: no validation)."),
-    val_every: int = typer.Option(5, help="Evaluate the validation part and the test queries every N epochs, for model selection and the MAP curves (0: the final epoch only)."),
+    val_every: int = typer.Option(DEFAULT_VAL_EVERY, help="Evaluate the validation part and the test queries every N epochs, for model selection and the MAP curves (0: the final epoch only)."),
     hp: list[str] = typer.Option([], "--hp", help="Hyper-parameter override KEY=VALUE (repeatable); recorded and part of the result path."),
     plugin: list[Path] = typer.Option([], "--plugin", help="Load methods from this Python file (repeatable)."),
     save_codes: bool = typer.Option(False, "--save-codes", help="Also write each cell's codes and distance histograms (.h5 beside the record)."),
@@ -280,7 +281,7 @@ def tune(
     jobs: int = typer.Option(1, help="Cells run at once in local worker processes."),
     device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."),
     val_fraction: Optional[float] = typer.Option(None, help="Share of training items held out for validation (default: the card's, else 0.1)."),
-    val_every: int = typer.Option(5, help="Evaluate the validation part every N epochs."),
+    val_every: int = typer.Option(DEFAULT_VAL_EVERY, help="Evaluate the validation part every N epochs."),
     plugin: list[Path] = typer.Option([], "--plugin", help="Load methods from this Python file (repeatable)."),
     force: bool = typer.Option(False, "--force", help="Redo tuning cells that already have a complete record."),
 ) -> None:
