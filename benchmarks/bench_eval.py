@@ -134,24 +134,24 @@ def median_times(run, repeats: int) -> tuple[float, float]:
 
 def run_case(scale_name: str, bits: int, repeats: int, loop_queries: int, labels_mat: Path, seed: int) -> dict:
     """One (scale, bits) measurement; runs in its own process."""
-    from cmh_bench.metrics import evaluate
+    from cmh_bench.metrics import Retrieval, evaluate
 
     scale = SCALES[scale_name]
     rng = np.random.default_rng(seed)
     query_labels, db_labels = make_labels(scale, labels_mat, rng)
     query_image, query_text = random_codes(rng, scale.n_queries, bits), random_codes(rng, scale.n_queries, bits)
     db_image, db_text = random_codes(rng, scale.n_items, bits), random_codes(rng, scale.n_items, bits)
-    inputs = (query_image, query_text, db_image, db_text, query_labels, db_labels)
+    inputs = Retrieval(query_image, query_text, db_image, db_text, query_labels, db_labels)
 
-    warm_up = (query_image[:4], query_text[:4], db_image[:64], db_text[:64], query_labels[:4], db_labels[:64])
+    warm_up = Retrieval(query_image[:4], query_text[:4], db_image[:64], db_text[:64], query_labels[:4], db_labels[:64])
     for stable_ap in (True, False):  # loads both compiled specialisations
-        evaluate(*warm_up, stable_ap=stable_ap)
+        evaluate(warm_up, stable_ap=stable_ap)
     rss_before = current_rss_kib()
     peak_reset = reset_peak_memory()
-    report, histograms = evaluate(*inputs, keep_histograms=True)
+    report, histograms = evaluate(inputs, keep_histograms=True)
     extra_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024 if peak_reset else None
-    seconds, cpu_seconds = median_times(lambda: evaluate(*inputs), repeats)
-    tie_aware_seconds, _ = median_times(lambda: evaluate(*inputs, stable_ap=False), repeats)
+    seconds, cpu_seconds = median_times(lambda: evaluate(inputs), repeats)
+    tie_aware_seconds, _ = median_times(lambda: evaluate(inputs, stable_ap=False), repeats)
 
     n_loop = scale.n_queries if scale.full_loop else min(loop_queries, scale.n_queries)
     directions = {"i2t": (query_image, db_text), "t2i": (query_text, db_image)}

@@ -57,8 +57,8 @@ def measure(executor, cells) -> tuple[float, float]:
     """Seconds to the first and to the last record; fails if a cell failed."""
     started = time.perf_counter()
     first = None
-    for cell, record in executor.run(cells, lambda *_: None):
-        assert record["status"] == "ok", record["error"]["message"]
+    for cell, outcome in executor.run(cells, lambda *_: None):
+        assert outcome.record["status"] == "ok", outcome.record["error"]["message"]
         first = first or time.perf_counter() - started
     return first, time.perf_counter() - started
 

@@ -2,13 +2,13 @@
 
 Like for like: both train DCMH (quick widths, a fixed number of epochs) on the same tensors of the
 same dataset with the same seed, then encode queries and database once and evaluate them with the
-same metric function; neither evaluates during training (the harness with ``curve_every=0``). The
+same metric function; neither evaluates during training (the harness with ``val_fraction=0, val_every=0``). The
 harness run also loads the file, injects the noise, logs epochs and builds the record; the bare loop
 gets its tensors ready-made (loading and noise are done before its clock starts). One untimed run of
 each first (numba's kernels compile on the first evaluation), then the two alternate.
 
 A third row prices the training curve separately: the harness with the CLI's default
-``--curve-every 5`` (the test queries evaluated every 5 epochs for the record's curve).
+``--val-every 5`` with no validation part (the test queries evaluated every 5 epochs for the record's curve and the flagged rules).
 
     python benchmarks/bench_harness.py [--dataset synth-flickr] [--epochs 10] [--repeats 5]
 """
@@ -28,7 +28,7 @@ from cmh_bench.cell import Cell
 from cmh_bench.dataset import load_split
 from cmh_bench.harness import run_cell
 from cmh_bench.methods.dcmh import DCMH, dcmh_batch_loss, geometric_lr
-from cmh_bench.metrics import evaluate
+from cmh_bench.metrics import Retrieval, evaluate
 from cmh_bench.noise import inject_noise
 
 
@@ -63,7 +63,7 @@ def bare_loop(data, noisy_labels: np.ndarray, bits: int, hidden: int, epochs: in
     with torch.no_grad():
         encoded = [torch.where(nets[m](tensor(getattr(getattr(data, part), m))) >= 0, 1, -1).numpy()
                    for part in ("query", "database") for m in ("image", "text")]
-    return evaluate(*encoded, data.query.labels, data.database.labels)["mean"]["map"]
+    return evaluate(Retrieval(*encoded, data.query.labels, data.database.labels))["mean"]["map"]
 
 
 def main() -> None:
@@ -79,11 +79,12 @@ def main() -> None:
     data = load_split(ensure_dataset(args.dataset))
     noisy = inject_noise("pair-swap", data.train.labels, 0.5, 0).labels
     base = dict(dataset=args.dataset, method="dcmh", bits=args.bits, rate=0.5, seed=0, profile="quick",
-                hparams=(("epochs", str(args.epochs)),), threads=args.threads)
+                hparams=(("epochs", str(args.epochs)),), threads=args.threads, val_fraction=0.0)
+    final_map = lambda record: record["selections"]["final"]["metrics"]["mean"]["map"]  # noqa: E731
     runs = {
         "bare loop": lambda: bare_loop(data, noisy, args.bits, hidden, args.epochs, seed=0),
-        "harness": lambda: run_cell(Cell(**base, curve_every=0))["metrics"]["mean"]["map"],
-        "harness + curve every 5": lambda: run_cell(Cell(**base, curve_every=5))["metrics"]["mean"]["map"],
+        "harness": lambda: final_map(run_cell(Cell(**base, val_every=0))),
+        "harness + curve every 5": lambda: final_map(run_cell(Cell(**base, val_every=5))),
     }
     timings = {name: [] for name in runs}
     maps = {name: run() for name, run in runs.items()}  # warm-up, untimed

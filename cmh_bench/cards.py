@@ -2,7 +2,8 @@
 
 A card states what a dataset is (title, classes, sizes, feature kinds), how to get it (generator
 parameters for synthetic stand-ins; importer files for real sets) and per-dataset method
-hyper-parameters (``method_overrides``).
+hyper-parameters (``method_overrides``), and optionally the share of training items held out for
+validation (``validation_fraction``; default cmh_bench.splits.DEFAULT_VALIDATION_FRACTION).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Card:
     generator: dict = field(default_factory=dict)
     split_presets: tuple[str, ...] = ()
     default_split: str = "default"
+    validation_fraction: float | None = None  # share of training items held out for validation (None: 0.1)
     method_overrides: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # kind-specific keys (e.g. the importer's files)
 

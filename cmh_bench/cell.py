@@ -5,10 +5,16 @@ The record of a cell lives at
     <results>/<profile>/<dataset>[@<split>]/<noise>[-<sha>]-<rate>/<bits>bit/<method>[+<options>]/seed<k>[-noise<j>].json
 
 so the path is the key: the runner resumes by skipping cells whose record is complete.
-``<options>`` appears only when the cell departs from the defaults (hyper-parameter overrides,
-best-on-test selection), so default runs have the short path of DESIGN.md. A dataset given as a
-path appears as its file's stem plus a hash of the path (cmh_bench.catalog.dataset_label); a noise
-file (noise model ``file``) as the first 12 hex digits of its SHA-256, which is also in the key.
+``<options>`` appears only when the cell departs from the defaults (hyper-parameter overrides
+``+hp-<hash>``, a validation fraction ``+val-<f>``, a validation period ``+every-<N>``), so default
+runs have the short path of DESIGN.md. A dataset given as a path appears as its file's stem plus a
+hash of the path (cmh_bench.catalog.dataset_label); a noise file (noise model ``file``) as the
+first 12 hex digits of its SHA-256, which is also in the key.
+
+Every cell yields the metrics of every selection rule (``SELECTIONS``) from its one training run:
+``val`` (best epoch by MAP on the noisy-labelled validation part: the ranking rule), ``final`` (the
+last epoch), and the flagged, optimistic ``val-clean`` (best epoch on clean validation labels,
+RSHNL's protocol) and ``best-on-test`` (best epoch on the test queries, the authors' protocol).
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-SELECTIONS = ("final", "best-on-test")
+SELECTIONS = ("val", "final", "val-clean", "best-on-test")  # display order
+RANKABLE_SELECTIONS = ("val", "final")  # rules that see no clean label and no test query
+VALIDATION_SELECTIONS = ("val", "val-clean")  # rules that need a validation part
+DEFAULT_VAL_EVERY = 5
 
 
 @dataclass(frozen=True)
@@ -36,13 +45,13 @@ class Cell:
     noise_seed: int | None = None  # None: the training seed
     split: str | None = None  # None: the dataset file's default preset
     profile: str = "quick"
-    selection: str = "final"
+    val_fraction: float | None = None  # share of training items held out for validation; None: the card's, else 0.1
+    val_every: int = DEFAULT_VAL_EVERY  # evaluate validation part and test queries every N epochs (0: final epoch only)
     hparams: tuple[tuple[str, str], ...] = ()  # user overrides, sorted (key, value) pairs
     noise_file: str | None = None  # noise model "file": PATH[:KEY] of the given noisy labels (keyed by its SHA-256)
     # execution fields: how and where, not what
     device: str = "auto"
     mixed_precision: bool = False
-    curve_every: int = 0  # evaluate the test queries every N epochs for the record's curve (0: never)
     save_codes: bool = False
     threads: int = 0  # torch CPU threads (0: leave torch's default)
     plugins: tuple[str, ...] = ()  # plugin files to load in the worker before resolving the method
@@ -61,7 +70,7 @@ class Cell:
             "dataset": self.dataset, "split": self.split, "noise": self.noise, "rate": self.rate,
             "noise_seed": self.effective_noise_seed, "bits": self.bits, "method": self.method,
             "hparams": dict(self.hparams), "seed": self.seed, "profile": self.profile,
-            "selection": self.selection,
+            "val_fraction": self.val_fraction, "val_every": self.val_every,
             **({"noise_file_sha256": self.noise_file_sha256} if self.noise_file else {}),
         }
 
@@ -83,8 +92,10 @@ class Cell:
         if self.hparams:
             digest = hashlib.sha1(json.dumps(dict(self.hparams), sort_keys=True).encode()).hexdigest()[:8]
             method += f"+hp-{digest}"
-        if self.selection != "final":
-            method += f"+{self.selection}"
+        if self.val_fraction is not None:
+            method += f"+val-{self.val_fraction:g}"
+        if self.val_every != DEFAULT_VAL_EVERY:
+            method += f"+every-{self.val_every}"
         seed = f"seed{self.seed}" + (f"-noise{self.noise_seed}" if self.noise_seed not in (None, self.seed) else "")
         return Path(self.profile, dataset, f"{noise}-{self.rate:g}", f"{self.bits}bit", method, f"{seed}.json")
 

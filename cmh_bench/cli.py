@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cmh_bench.cell import DEFAULT_VAL_EVERY
 from cmh_bench.errors import UserError
 
 app = typer.Typer(
@@ -76,10 +77,11 @@ class ConsoleRunObserver:
             error = record["error"]
             self.out.print(f"[red]failed[/red] {escape(cell.describe())}: {escape(error['type'])}: {escape(error['message'])}")
         elif self.progress is None:
-            mean = record.get("metrics", {}).get("mean", {}).get("map")
-            score = f"MAP {mean:.4f}" if mean is not None else "ok"
-            self.out.print(f"[{self.finished}/{self.todo}] {escape(cell.describe())}: {score}, "
-                           f"{record['seconds']['total']:.0f} s", highlight=False)
+            selections = record["selections"]
+            rule = "val" if "val" in selections else "final"
+            chosen = selections[rule]
+            self.out.print(f"[{self.finished}/{self.todo}] {escape(cell.describe())}: MAP {chosen['metrics']['mean']['map']:.4f} "
+                           f"({rule}, epoch {chosen['epoch']}), {record['seconds']['total']:.0f} s", highlight=False)
         if self.progress is not None:
             self.progress.advance(self.overall)
 
@@ -338,8 +340,8 @@ def run(
     mixed_precision: bool = typer.Option(False, "--mixed-precision", help="bf16 autocast on CUDA (ignored elsewhere)."),
     split: Optional[str] = typer.Option(None, help="Split preset of the dataset files (default: each file's default)."),
     noise_seed: Optional[int] = typer.Option(None, help="Fix the noise seed for every training seed (default: noise seed = seed)."),
-    selection: str = typer.Option("final", help="Model selection: final (default) or best-on-test (the authors' protocol; flagged as optimistic)."),
-    curve_every: int = typer.Option(5, help="Evaluate the test queries every N epochs for the record's MAP curve (0: never; never used for selection)."),
+    val_fraction: Optional[float] = typer.Option(None, help="Share of the training items held out for validation (default: the dataset card's, else 0.1; 0: no validation)."),
+    val_every: int = typer.Option(DEFAULT_VAL_EVERY, help="Evaluate the validation part and the test queries every N epochs, for model selection and the MAP curves (0: the final epoch only)."),
     noise_file: Optional[str] = typer.Option(None, help="With --noise file: the noisy training labels PATH[:KEY] (e.g. the authors' noise_label/*.h5); its sha256 keys the result."),
     hp: list[str] = typer.Option([], "--hp", help="Hyper-parameter override KEY=VALUE (repeatable); recorded and part of the result path."),
     plugin: list[Path] = typer.Option([], "--plugin", help="Load methods from this Python file (repeatable)."),
@@ -366,7 +368,7 @@ def run(
         seeds=_split_list(seeds, "seeds", int),
         cell_options=dict(
             profile=profile, device=device, mixed_precision=mixed_precision, split=split, noise_seed=noise_seed,
-            selection=selection, curve_every=curve_every, hparams=_parse_hparams(hp),
+            val_fraction=val_fraction, val_every=val_every, hparams=_parse_hparams(hp),
             noise_file=absolute_ref(noise_file) if noise_file else None,
             plugins=tuple(str(p.resolve()) for p in plugin), save_codes=save_codes,
             threads=max(1, (os.cpu_count() or 1) // max(1, jobs)),
@@ -384,6 +386,64 @@ def run(
     console.print(f"done: {summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped in {summary.seconds:.0f} s")
     if summary.failed:
         raise typer.Exit(1)
+
+
+@app.command("tune")
+def tune(
+    method: str = typer.Argument(..., help="The method to tune (see `cmh-bench list methods`)."),
+    datasets: Optional[str] = typer.Option(None, help="Comma-separated datasets (default: the tune suite's, synth-flickr,synth-coco)."),
+    noise: Optional[str] = typer.Option(None, help="Noise model(s) (default: pair-swap)."),
+    rates: Optional[str] = typer.Option(None, help="Noise rates (default: 0.5)."),
+    bits: Optional[str] = typer.Option(None, help="Code lengths (default: 32)."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds (default: 0)."),
+    epochs: str = typer.Option("50", help="Epoch budget(s) of the grid, comma-separated (the same for every method)."),
+    profile: str = typer.Option("quick", help="The profile whose tuned file is written (its other values are the base)."),
+    results: Path = typer.Option(Path("tuning"), help="Where the tuning runs' records go (resumable)."),
+    jobs: int = typer.Option(1, help="Cells run at once in local worker processes."),
+    device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."),
+    val_fraction: Optional[float] = typer.Option(None, help="Share of training items held out for validation (default: the card's, else 0.1)."),
+    val_every: int = typer.Option(DEFAULT_VAL_EVERY, help="Evaluate the validation part every N epochs."),
+    plugin: list[Path] = typer.Option([], "--plugin", help="Load methods from this Python file (repeatable)."),
+    force: bool = typer.Option(False, "--force", help="Redo tuning cells that already have a complete record."),
+) -> None:
+    """Tune a method's learning rate(s) x epoch budget on the noisy validation part; write its tuned profile file."""
+    from cmh_bench.backends import make_executor
+    from cmh_bench.registry import get_method, load_plugin_file
+    from cmh_bench.runner import run_grid
+    from cmh_bench.suites import grid_from_options
+    from cmh_bench.validation import validate_grid
+    from cmh_bench.tune import check_tuning_grid, grid_points, point_grid, score_point, write_tuned_profile
+
+    executor = make_executor("local", jobs)
+    plugins = tuple(str(p.resolve()) for p in plugin)
+    for path in plugins:
+        load_plugin_file(path)
+    base = grid_from_options(
+        suite="tune", methods=(method,), datasets=_split_list(datasets, "datasets"), noise=_split_list(noise, "noise"),
+        rates=_split_list(rates, "rates", float), bits=_split_list(bits, "bits", int), seeds=_split_list(seeds, "seeds", int),
+        cell_options=dict(profile=profile, device=device, val_fraction=val_fraction, val_every=val_every, plugins=plugins,
+                          threads=max(1, (os.cpu_count() or 1) // jobs)),
+    )
+    check_tuning_grid(base)
+    entry = get_method(method)
+    points = grid_points(entry, _split_list(epochs, "epochs", int))
+    grids = [point_grid(point, base) for point in points]
+    for grid in grids:  # every grid point's input is checked before any cell runs
+        validate_grid(grid, results)
+    for point, grid in zip(points, grids):
+        console.print("grid point: " + ", ".join(f"{k}={v:g}" for k, v in point.items()))
+        with ConsoleRunObserver(console) as observer:
+            run_grid(grid, results, executor, force=force, observer=observer)
+    scored = [score_point(grid, results) for grid in grids]
+    command = " ".join(["cmh-bench tune", method, f"--datasets {','.join(base.datasets)}", f"--noise {','.join(base.noise)}",
+                        f"--rates {','.join(f'{r:g}' for r in base.rates)}", f"--bits {','.join(map(str, base.bits))}",
+                        f"--seeds {','.join(map(str, base.seeds))}", f"--epochs {epochs}", f"--profile {profile}",
+                        *([f"--val-fraction {val_fraction:g}"] if val_fraction is not None else []), f"--val-every {val_every}"])
+    path = write_tuned_profile(entry, base, points, scored, command)
+    rows = [[", ".join(f"{k}={v:g}" for k, v in point.items()), "—" if s["score"] is None else f"{s['score']:.4f}",
+             str(s["cells"]), str(s["failed"])] for point, s in zip(points, scored)]
+    console.print(_table(f"tuning {method} (noisy-validation MAP at the val-selected epoch)", ["values", "score", "cells", "failed"], rows))
+    console.print(f"wrote {path}")
 
 
 @app.command("check")
@@ -405,6 +465,7 @@ def check(
 def report(
     results: Path = typer.Option(Path("results"), help="Results directory to render."),
     out: Path = typer.Option(Path("leaderboard"), help="Output directory (markdown, plots, CSV, LaTeX)."),
+    rank_by: str = typer.Option("val", help="Selection rule the tables rank by: val (default; final for records without it) or final."),
 ) -> None:
     """Render the leaderboard from the result records (and nothing else)."""
     from cmh_bench.report import render_report
@@ -413,7 +474,7 @@ def report(
     if not results.is_dir():
         raise UserError(f"results directory {results} does not exist; run `cmh-bench run` first or pass --results DIR")
     check_writable(out, "--out", folder=True)
-    written = render_report(results, out)
+    written = render_report(results, out, rank_by=rank_by)
     console.print(f"wrote {len(written)} files to {out}")
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from cmh_bench.atomic import atomic_path
 from cmh_bench.errors import UserError
 from cmh_bench.hamming import PackedCodes, pack_codes, pack_labels, to_numpy
-from cmh_bench.metrics import DEFAULT_KS, DIRECTIONS, evaluate
+from cmh_bench.metrics import DEFAULT_KS, DIRECTIONS, Retrieval, evaluate
 
 SCHEMA = "cmh-bench/codes"
 SCHEMA_VERSION = 1
@@ -47,38 +47,29 @@ _FORMAT_HINT = "write it with cmh_bench.codes_file.write_codes_file (layout in t
 
 @dataclass(frozen=True)
 class CodesFile:
-    """The contents of a codes file; codes come back packed whatever their stored form."""
+    """The contents of a codes file: codes come back packed whatever their stored form, labels uint8."""
 
-    query_image_codes: PackedCodes
-    query_text_codes: PackedCodes
-    db_image_codes: PackedCodes
-    db_text_codes: PackedCodes
-    query_labels: np.ndarray  # uint8 (Q, C)
-    db_labels: np.ndarray  # uint8 (N, C)
+    retrieval: Retrieval
     histograms: dict | None  # {"i2t": {"n", "r"[, "stable_ap"]}, "t2i": {...}} if stored
 
 
 def write_codes_file(
     path: str | os.PathLike,
-    query_image_codes,
-    query_text_codes,
-    db_image_codes,
-    db_text_codes,
-    query_labels,
-    db_labels,
+    retrieval: Retrieval,
     *,
     histograms: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     packed: bool = False,
 ) -> Path:
     """Write a codes file atomically (readers see the old file or the complete new one) and return its path.
 
-    Codes are ±1 arrays / tensors or ``PackedCodes``; they are stored as int8 ±1, or as packed bits
+    ``retrieval``'s codes are ±1 arrays / tensors or ``PackedCodes``; they are stored as int8 ±1, or as packed bits
     when ``packed=True`` (8x smaller). ``histograms`` is the second value of
     ``evaluate(..., keep_histograms=True)``: {"i2t": {"n", "r"[, "stable_ap"]}, "t2i": {...}}.
     """
     path = Path(path)
-    codes = dict(zip(CODE_KEYS, map(pack_codes, (query_image_codes, query_text_codes, db_image_codes, db_text_codes))))
-    labels = {key: to_numpy(matrix) for key, matrix in zip(LABEL_KEYS, (query_labels, db_labels))}
+    r = retrieval
+    codes = dict(zip(CODE_KEYS, map(pack_codes, (r.query_image, r.query_text, r.db_image, r.db_text))))
+    labels = {key: to_numpy(matrix) for key, matrix in zip(LABEL_KEYS, (r.query_labels, r.db_labels))}
     for matrix in labels.values():
         pack_labels(matrix)  # raises ValueError unless a 0/1 matrix
     histograms = {
@@ -124,7 +115,7 @@ def read_codes_file(path: str | os.PathLike) -> CodesFile:
         labels = {key: _read_labels(path, file[key]) for key in LABEL_KEYS}
         histograms = _read_histograms(file)
     _check_shapes(path, codes, labels, histograms)
-    return CodesFile(*(codes[key] for key in CODE_KEYS), *(labels[key] for key in LABEL_KEYS), histograms=histograms)
+    return CodesFile(Retrieval(*(codes[key] for key in CODE_KEYS), *(labels[key] for key in LABEL_KEYS)), histograms)
 
 
 def _check_schema(path: Path, file: h5py.File) -> None:
@@ -210,15 +201,4 @@ def evaluate_codes_file(
     path: str | os.PathLike, *, ks: Sequence[int] = DEFAULT_KS, keep_histograms: bool = False, stable_ap: bool = True
 ):
     """``cmh_bench.metrics.evaluate`` on the codes and labels of a codes file (stored histograms are ignored)."""
-    contents = read_codes_file(path)
-    return evaluate(
-        contents.query_image_codes,
-        contents.query_text_codes,
-        contents.db_image_codes,
-        contents.db_text_codes,
-        contents.query_labels,
-        contents.db_labels,
-        ks=ks,
-        keep_histograms=keep_histograms,
-        stable_ap=stable_ap,
-    )
+    return evaluate(read_codes_file(path).retrieval, ks=ks, keep_histograms=keep_histograms, stable_ap=stable_ap)

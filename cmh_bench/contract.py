@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from cmh_bench.cell import Cell
-from cmh_bench.harness import run_cell
+from cmh_bench.harness import run_cell_with_codes
 from cmh_bench.registry import get_method, load_plugin_file
 
 
@@ -22,10 +22,11 @@ def check_method(name: str, plugins: tuple[str, ...] = (), bits: int = 16) -> li
         load_plugin_file(plugin)
     entry = get_method(name)
     cell = Cell(dataset="toy", method=name, bits=bits, rate=0.5, profile="quick", save_codes=True, plugins=plugins, threads=1)
-    first, second = run_cell(cell), run_cell(cell)
-    names = ("query_image_codes", "query_text_codes", "db_image_codes", "db_text_codes")
-    codes = {k: first["_codes_file"][k] for k in names}
-    again = {k: second["_codes_file"][k] for k in names}
+    first_run, second_run = run_cell_with_codes(cell), run_cell_with_codes(cell)
+    first = first_run.record
+    names = ("query_image", "query_text", "db_image", "db_text")
+    codes = {k: getattr(first_run.codes, k) for k in names}
+    again = {k: getattr(second_run.codes, k) for k in names}
     sizes = first["dataset"]["sizes"]
     rows = []
     expected_rows = {"query": sizes["query"], "db": sizes["database"]}

@@ -1,6 +1,7 @@
 """Executors: ways of running cells. Workers compute, the driver writes.
 
-An executor maps ``execute_cell`` over cells and yields ``(cell, record)`` pairs as they complete;
+An executor maps ``execute_cell`` over cells and yields ``(cell, outcome)`` pairs as they complete
+(``cmh_bench.record.CellOutcome``: the record, and the codes when the cell saves them);
 it never writes files, so the runner is the single writer whatever the backend. A worker's
 exception comes back as a "failed" record of the cell it belongs to. Epoch progress goes through
 ``on_epoch(cell, done, total)``, called in the driver's process.
@@ -21,25 +22,27 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Iterable, Iterator, Protocol
 
 from cmh_bench.cell import Cell
+from cmh_bench.record import CellOutcome
 
 EpochFn = Callable[[Cell, int, int], None]
 
 
-def execute_cell(cell: Cell, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Run one cell and return its record; any exception becomes a "failed" record of that cell.
+def execute_cell(cell: Cell, progress: Callable[[int, int], None] | None = None):
+    """Run one cell and return its CellOutcome; any exception becomes a "failed" record of that cell.
 
-    The cell's networks are freed, and the device's cached memory released, before it returns: a method and its run context refer to each other
-    (``method.ctx.on_epoch_end`` closes over the method), and Python's cyclic collector, which counts
-    objects rather than bytes, would otherwise leave each finished cell's parameters and optimiser
-    state (on a GPU, its memory) in a process that goes on to run more cells.
+    The cell's networks are freed, and the device's cached memory released, before it returns: a
+    method and its run context refer to each other (``method.ctx.on_epoch_end`` closes over the
+    method), and Python's cyclic collector, which counts objects rather than bytes, would otherwise
+    leave each finished cell's parameters and optimiser state (on a GPU, its memory) in a process
+    that goes on to run more cells.
     """
-    from cmh_bench.harness import run_cell
+    from cmh_bench.harness import run_cell_with_codes
     from cmh_bench.record import failed_record
 
     try:
-        return run_cell(cell, progress)
+        return run_cell_with_codes(cell, progress)
     except Exception as error:  # noqa: BLE001 - the error is recorded with its traceback
-        return failed_record(cell, error)
+        return CellOutcome(failed_record(cell, error))
     finally:
         gc.collect()
         release_device_cache()
@@ -57,11 +60,11 @@ def release_device_cache() -> None:
 
 
 class Executor(Protocol):
-    """Runs cells; yields (cell, record) as each completes. ``pins_gpus``: each cell sees only its own GPU(s)."""
+    """Runs cells; yields (cell, CellOutcome) as each completes. ``pins_gpus``: each cell sees only its own GPU(s)."""
 
     pins_gpus: bool
 
-    def run(self, cells: list[Cell], on_epoch: EpochFn) -> Iterator[tuple[Cell, dict]]: ...
+    def run(self, cells: list[Cell], on_epoch: EpochFn) -> Iterator[tuple[Cell, CellOutcome]]: ...
 
 
 class InProcessExecutor:
@@ -139,13 +142,13 @@ class ProcessPoolExecutorBackend:
             relay.join(timeout=2)
 
 
-def _result_or_failure(cell: Cell, future) -> dict:
+def _result_or_failure(cell: Cell, future):
     from cmh_bench.record import failed_record
 
     try:
         return future.result()
     except Exception as error:  # the worker process died (e.g. killed, out of memory)
-        return failed_record(cell, error)
+        return CellOutcome(failed_record(cell, error))
 
 
 def _relay(messages, on_epoch: EpochFn, stop: threading.Event) -> None:

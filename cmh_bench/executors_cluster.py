@@ -80,7 +80,7 @@ def forwarded_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key.startswith("CMH_")}
 
 
-def run_remote(cell: Cell, environment: dict[str, str]) -> dict:
+def run_remote(cell: Cell, environment: dict[str, str]):
     """What a worker runs: one cell under the driver's CMH_* variables (restored afterwards: Ray reuses workers)."""
     saved = {key: os.environ.get(key) for key in environment}
     os.environ.update(environment)
@@ -163,13 +163,13 @@ class ClusterExecutor(abc.ABC):
                 if running:
                     self._cancel(list(running))
 
-    def _record(self, cell: Cell, handle) -> dict:
-        from cmh_bench.record import failed_record
+    def _record(self, cell: Cell, handle):
+        from cmh_bench.record import CellOutcome, failed_record
 
         try:
             return self._result(handle)
         except Exception as error:  # the worker died: killed, out of memory, time limit, lost node
-            return failed_record(cell, error)
+            return CellOutcome(failed_record(cell, error))
 
     @abc.abstractmethod
     def _session(self, cpus: int):
@@ -184,8 +184,8 @@ class ClusterExecutor(abc.ABC):
         """The handles that have finished, waiting about a second at most for one."""
 
     @abc.abstractmethod
-    def _result(self, handle) -> dict:
-        """The record a finished handle returned; raises if its worker died."""
+    def _result(self, handle):
+        """The CellOutcome a finished handle returned; raises if its worker died."""
 
     @abc.abstractmethod
     def _cancel(self, handles: list) -> None:
@@ -288,7 +288,7 @@ class RayExecutor(ClusterExecutor):
         ready, _ = ray.wait(handles, num_returns=1, timeout=1.0)
         return ready
 
-    def _result(self, handle) -> dict:
+    def _result(self, handle):
         import ray
 
         return ray.get(handle)
@@ -369,7 +369,7 @@ class SubmititExecutor(ClusterExecutor):
             time.sleep(self.poll_seconds)
         return done
 
-    def _result(self, handle) -> dict:
+    def _result(self, handle):
         return handle.result()
 
     def _cancel(self, handles: list) -> None:

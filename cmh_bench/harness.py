@@ -5,8 +5,14 @@ It owns everything a method must not reimplement: loading the dataset, injecting
 separate), choosing the device and moving the data there once, mixed precision where the device
 supports it, calling ``fit``, encoding queries and database, evaluation, noise-detection scoring
 of the method's sample weights, wall time and peak memory, and the record (cmh_bench.record).
-Model selection is the final epoch; ``selection="best-on-test"`` reproduces the authors'
-protocol (best epoch on the test queries) and is recorded so reports can flag it as optimistic.
+
+Validation and model selection: a seeded share of the training items (``validation_fraction``,
+default 10 %; cmh_bench.splits.validation_split) is held out of training, with the cell's noisy
+labels. Every ``val_every`` epochs and at the last one, cmh_bench.selection evaluates one half of
+the held-out items against the other and the test queries against the test database; the record holds
+the test metrics of every rule's epoch (``val``, ``final``, ``val-clean``, ``best-on-test``), all
+from the one ``fit``. The method trains on 90 % of the training items the authors' protocol uses:
+the price of choosing an epoch without test queries or clean labels (README, "Model selection").
 """
 
 from __future__ import annotations
@@ -18,16 +24,18 @@ from typing import Callable
 import numpy as np
 import torch
 
+from cmh_bench.cards import find_card
 from cmh_bench.catalog import ensure_dataset
-from cmh_bench.cell import Cell
+from cmh_bench.cell import SELECTIONS, Cell
 from cmh_bench.dataset import LoadedSplit, load_split
 from cmh_bench.device import resolve_device
-from cmh_bench.method import MODALITIES, EncodeInput, HashingMethod, RunContext, TrainSet, resolve_hparams
-from cmh_bench.metrics import evaluate
+from cmh_bench.method import EncodeInput, HashingMethod, RunContext, TrainSet
 from cmh_bench.noise import inject_noise, get_noise_model
-from cmh_bench.record import build_record, peak_memory
+from cmh_bench.profiles import hparams_for
+from cmh_bench.record import CellOutcome, build_record, peak_memory
 from cmh_bench.registry import get_method, load_plugin_file
-from cmh_bench.validation import check_selection
+from cmh_bench.selection import Chosen, Selection, ValidationPart, as_retrieval, evaluate_keeping_threads
+from cmh_bench.splits import VALIDATION_SEED, validation_fraction, validation_split
 
 ProgressFn = Callable[[int, int], None]  # (epochs done, epochs total)
 
@@ -44,8 +52,12 @@ def weight_auc(weights: np.ndarray, corrupted: np.ndarray) -> float | None:
 
 def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
     """Train and evaluate one cell; return its record (status "ok"). Errors propagate to the caller."""
+    return run_cell_with_codes(cell, progress).record
+
+
+def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellOutcome:
+    """Train and evaluate one cell: its record and, when ``cell.save_codes``, the ranked selection's codes."""
     started = time.perf_counter()
-    check_selection(cell.selection)
     for plugin in cell.plugins:
         load_plugin_file(plugin)
     entry = get_method(cell.method)
@@ -53,7 +65,7 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
     path = ensure_dataset(cell.dataset)
     data = load_split(path, cell.split)
     card_overrides = _card_overrides(cell.dataset, method_cls.family)
-    hp = resolve_hparams(method_cls, cell.profile, card_overrides, entry.variant, dict(cell.hparams))
+    hp = hparams_for(entry, cell.profile, card_overrides, dict(cell.hparams))
 
     noise_model = get_noise_model(cell.noise)
     noisy = inject_noise(
@@ -61,8 +73,11 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
         features=(data.train.image, data.train.text) if noise_model.needs_features else None,
         **({"file": cell.noise_file} if cell.noise_file else {}),
     )
+    fraction = validation_fraction(cell, find_card(cell.dataset))
+    fit, val_queries, val_database = validation_split(len(data.train), fraction)
     uses_clean = method_cls.uses_clean_labels or entry.role == "upper-bound"
     train_labels = data.train.labels if uses_clean else noisy.labels
+    corrupted = noisy.corrupted[fit]
 
     if cell.threads:
         torch.set_num_threads(cell.threads)
@@ -70,12 +85,20 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
     torch.manual_seed(cell.seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    train = TrainSet(*(_to_device(a, device) for a in (data.train.image, data.train.text, train_labels)))
-    parts = {part: _encode_input(getattr(data, part), device, uses_clean) for part in ("query", "database")}
+    train = TrainSet(*(_to_device(a[fit], device) for a in (data.train.image, data.train.text, train_labels)))
+    test_parts = {part: _encode_input(getattr(data, part), device, uses_clean) for part in ("query", "database")}
+    validation = None
+    if len(val_queries):
+        validation = ValidationPart(
+            query=_encode_input(data.train, device, uses_clean, val_queries),
+            database=_encode_input(data.train, device, uses_clean, val_database),
+            labels={"val": (noisy.labels[val_queries], noisy.labels[val_database]),
+                    "val-clean": (data.train.labels[val_queries], data.train.labels[val_database])},
+        )
+    selection = Selection(test_parts, (data.query.labels, data.database.labels), validation)
     method = method_cls(hp, cell.bits, train.image.shape[1], train.text.shape[1], train.n_classes)
 
     epochs: list[dict] = []
-    best: dict = {}
 
     def scored_weights() -> np.ndarray | None:
         """The method's sample weights to score against the corrupted flags; None if it has none or
@@ -87,14 +110,9 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
         row = {"epoch": epoch, **{k: float(v) for k, v in terms.items()}}
         weights = scored_weights()
         if weights is not None:
-            row["weight_auc"] = weight_auc(weights, noisy.corrupted)
-        evaluate_now = cell.selection == "best-on-test" or (cell.curve_every and (epoch + 1) % cell.curve_every == 0)
-        if evaluate_now:
-            codes = _encode_all(method, parts)
-            scores = _evaluate(codes, data, stable_ap=False)
-            row.update(map_i2t=scores["i2t"]["map"], map_t2i=scores["t2i"]["map"])
-            if cell.selection == "best-on-test" and scores["mean"]["map"] > best.get("map", -1.0):
-                best.update(map=scores["mean"]["map"], epoch=epoch, codes=codes)
+            row["weight_auc"] = weight_auc(weights, corrupted)
+        if (cell.val_every and (epoch + 1) % cell.val_every == 0) or epoch + 1 == method.epochs:
+            row.update(selection.evaluate_epoch(method, epoch))
         epochs.append(row)
         if progress is not None:
             progress(epoch + 1, method.epochs)
@@ -106,82 +124,74 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
     )
     method.fit(train, ctx)
     train_seconds = time.perf_counter() - started
+    if not epochs or "map_i2t" not in epochs[-1]:  # a method with its own fit, or fewer epochs than announced
+        final = selection.evaluate_epoch(method, epochs[-1]["epoch"] if epochs else None)
+        if epochs:
+            epochs[-1].update(final)
 
-    codes = best["codes"] if best.get("codes") is not None else _encode_all(method, parts)
-    metrics, histograms = _evaluate(codes, data, keep_histograms=True)
+    selections, histograms = _selected_metrics(selection.chosen, data)
+    ranked = "val" if "val" in selections else "final"
     weights = scored_weights()
-    detection = None if weights is None else _detection_summary(weights, noisy.corrupted)
+    detection = None if weights is None else _detection_summary(weights, corrupted)
 
-    return build_record(
+    record = build_record(
         cell=cell,
         entry=entry,
         method_version=str(method_cls.version),
         hparams=asdict(hp) if hp is not None else {},
         labels_used="clean" if uses_clean else "noisy",
         dataset=data,
+        validation={"fraction": fraction, "seed": VALIDATION_SEED, "size": len(val_queries) + len(val_database),
+                    "queries": len(val_queries), "database": len(val_database), "fit_size": len(fit), "every": cell.val_every},
         noise={"model": cell.noise, "version": noise_model.version, "seed": cell.effective_noise_seed, **noisy.stats},
-        metrics=metrics,
+        selections=selections,
         epochs=epochs,
-        best_epoch=best.get("epoch"),
         detection=detection,
         seconds={"train": train_seconds, "total": time.perf_counter() - started},
         memory=peak_memory(device),
         device=device,
-        codes_file=_codes_file(codes, data, histograms) if cell.save_codes else None,
     )
-
-
-def _codes_file(codes: dict[str, np.ndarray], data: LoadedSplit, histograms: dict) -> dict:
-    """The arguments of write_codes_file for this cell's codes, labels and histograms."""
-    return {
-        "query_image_codes": codes["query_image"], "query_text_codes": codes["query_text"],
-        "db_image_codes": codes["database_image"], "db_text_codes": codes["database_text"],
-        "query_labels": data.query.labels, "db_labels": data.database.labels, "histograms": histograms,
-    }
+    if not cell.save_codes:
+        return CellOutcome(record)
+    codes = as_retrieval(selection.chosen[ranked].codes, data.query.labels, data.database.labels)
+    return CellOutcome(record, codes, histograms[ranked])
 
 
 def _card_overrides(dataset: str, family: str) -> dict:
-    from cmh_bench.cards import find_card
-
+    """The hyper-parameter overrides the dataset's card sets for a method family (none without a card or family)."""
     card = find_card(dataset)
     return card.overrides_for(family) if card is not None and family else {}
+
+
+def _selected_metrics(chosen: dict[str, Chosen], data: LoadedSplit) -> tuple[dict, dict]:
+    """Per rule, {"epoch", "score", "metrics"} with the full test metrics of its codes, and the distance
+    histograms per rule; epochs chosen by several rules are evaluated once."""
+    by_epoch: dict = {}
+    selections, histograms = {}, {}
+    for rule in SELECTIONS:
+        if rule not in chosen:
+            continue
+        pick = chosen[rule]
+        if pick.epoch not in by_epoch:
+            retrieval = as_retrieval(pick.codes, data.query.labels, data.database.labels)
+            by_epoch[pick.epoch] = evaluate_keeping_threads(retrieval, keep_histograms=True)
+        metrics, histograms[rule] = by_epoch[pick.epoch]
+        selections[rule] = {"epoch": pick.epoch, "score": pick.score, "metrics": metrics}
+    return selections, histograms
 
 
 def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(device)
 
 
-def _encode_input(part, device: torch.device, with_labels: bool) -> EncodeInput:
+def _encode_input(part, device: torch.device, with_labels: bool, rows: np.ndarray | None = None) -> EncodeInput:
+    """The part's items (all, or its ``rows``) on the device; clean labels only for opted-in references."""
+    take = (lambda array: array) if rows is None else (lambda array: array[rows])
     return EncodeInput(
-        image=_to_device(part.image, device),
-        text=_to_device(part.text, device),
-        clean_labels=_to_device(part.labels, device) if with_labels else None,
+        image=_to_device(take(part.image), device),
+        text=_to_device(take(part.text), device),
+        clean_labels=_to_device(take(part.labels), device) if with_labels else None,
     )
-
-
-def _encode_all(method: HashingMethod, parts: dict[str, EncodeInput]) -> dict[str, np.ndarray]:
-    """Codes of query and database items in both modalities, as int8 +-1 numpy arrays."""
-    codes = {}
-    for part, items in parts.items():
-        for modality in MODALITIES:
-            c = method.encode_items(items, modality)
-            if c.shape[1] != method.bits:
-                raise RuntimeError(f"{type(method).__name__}.encode returned {c.shape[1]} bits, expected {method.bits}")
-            codes[f"{part}_{modality}"] = torch.where(c >= 0, 1, -1).to(torch.int8).cpu().numpy()
-    return codes
-
-
-def _evaluate(codes: dict[str, np.ndarray], data: LoadedSplit, keep_histograms: bool = False, stable_ap: bool = True):
-    """Evaluate the codes; torch's thread count is restored afterwards, because numba's parallel
-    kernel shares the OpenMP runtime with torch and leaves it at numba's own thread count."""
-    threads = torch.get_num_threads()
-    try:
-        return evaluate(
-            codes["query_image"], codes["query_text"], codes["database_image"], codes["database_text"],
-            data.query.labels, data.database.labels, keep_histograms=keep_histograms, stable_ap=stable_ap,
-        )
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _detection_summary(weights: np.ndarray, corrupted: np.ndarray, bins: int = 20) -> dict:

@@ -17,8 +17,8 @@ that does not train by epochs overrides ``fit`` instead.
 
 Hyper-parameters are a dataclass whose defaults are the published ("paper") values; the class
 attribute ``quick`` holds the overrides of the CPU-sized "quick" profile. The final values are
-resolved by :func:`resolve_hparams`: defaults -> profile -> dataset card -> registered variant ->
-user overrides.
+resolved by :func:`resolve_hparams`: defaults -> profile -> tuned profile file (cmh_bench.profiles)
+-> dataset card -> registered variant -> user overrides.
 """
 
 from __future__ import annotations

@@ -16,14 +16,16 @@ per-query metric costs O(L); all functions are vectorised over queries (arrays o
 Queries without relevant items (R = 0) are excluded from every mean and counted separately.
 
 ``evaluate`` is the one entry point from codes: both directions, i2t = image queries against the
-database's text codes, t2i = text queries against the database's image codes.
+database's text codes, t2i = text queries against the database's image codes. Its input is one
+:class:`Retrieval`: the six arrays (query / database × image / text codes, query / database labels).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -36,6 +38,26 @@ DEFAULT_KS = (50, 100, 500, 1000, 5000)
 DIRECTIONS = ("i2t", "t2i")
 _RADIUS_FOR_PRECISION = 2
 _COUNT_KEYS = ("n_queries", "n_queries_without_relevant")
+
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """The six arrays of one cross-modal retrieval evaluation.
+
+    Codes: ±1 numpy arrays / torch tensors (rows, L) or ``PackedCodes``; labels: 0/1 matrices
+    (rows, C). Row q of ``query_image``, ``query_text`` and ``query_labels`` is one item, likewise
+    for the database. i2t ranks ``db_text`` for each ``query_image`` row, t2i ranks ``db_image``
+    for each ``query_text`` row; relevance = at least one shared label.
+    """
+
+    query_image: Any
+    query_text: Any
+    db_image: Any
+    db_text: Any
+    query_labels: Any
+    db_labels: Any
+
 
 # Harmonic numbers: a table below _ASYMPTOTIC_FROM, the asymptotic series above it.
 _ASYMPTOTIC_FROM = 64
@@ -310,12 +332,7 @@ def report_from_histograms(histograms: Mapping[str, Mapping[str, np.ndarray]], *
 
 
 def evaluate(
-    query_image_codes,
-    query_text_codes,
-    db_image_codes,
-    db_text_codes,
-    query_labels,
-    db_labels,
+    retrieval: Retrieval,
     *,
     ks: Sequence[int] = DEFAULT_KS,
     keep_histograms: bool = False,
@@ -324,8 +341,8 @@ def evaluate(
     """Evaluate cross-modal Hamming retrieval in both directions.
 
     i2t ranks the database's text codes by distance to each image query code, t2i the database's
-    image codes by distance to each text query code; relevance = at least one shared label. Codes
-    are ±1 numpy arrays / torch tensors (N, L) or ``PackedCodes``; labels are 0/1 matrices (N, C).
+    image codes by distance to each text query code; relevance = at least one shared label
+    (see :class:`Retrieval`).
 
     Returns ``report_from_histograms`` of the two directions: a JSON-serialisable dict
     {"i2t": {...}, "t2i": {...}, "mean": {...}} (keys in ``metrics_from_histograms``), including
@@ -336,18 +353,17 @@ def evaluate(
     which ``report_from_histograms`` recomputes the identical report.
 
     >>> codes, labels = np.array([[1, 1], [1, -1], [-1, -1]]), np.array([[1], [1], [0]])
-    >>> report = evaluate(codes[:1], codes[:1], codes, codes, labels[:1], labels, ks=(2,))
+    >>> report = evaluate(Retrieval(codes[:1], codes[:1], codes, codes, labels[:1], labels), ks=(2,))
     >>> sorted(report), report["i2t"]["map"], report["mean"]["p@k"], report["t2i"]["pr_by_radius"]["recall"]
     (['i2t', 'mean', 't2i'], 1.0, {'2': 1.0}, [0.5, 1.0, 1.0])
     """
-    query_codes = {"i2t": query_image_codes, "t2i": query_text_codes}
-    db_codes = {"i2t": db_text_codes, "t2i": db_image_codes}
+    query_codes = {"i2t": retrieval.query_image, "t2i": retrieval.query_text}
+    db_codes = {"i2t": retrieval.db_text, "t2i": retrieval.db_image}
     histograms = {
         direction: hamming_histograms(
-            query_codes[direction], db_codes[direction], query_labels, db_labels, stable_ap=stable_ap
+            query_codes[direction], db_codes[direction], retrieval.query_labels, retrieval.db_labels, stable_ap=stable_ap
         )._asdict()
         for direction in DIRECTIONS
     }
     report = report_from_histograms(histograms, ks=ks)
     return (report, histograms) if keep_histograms else report
-

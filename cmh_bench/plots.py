@@ -22,6 +22,7 @@ from cmh_bench.atomic import atomic_path
 DPI = 100
 PANEL = (4.0, 3.0)  # inches per subplot
 LINESTYLES = {"ranked": "-", "optimistic": "-.", "reference": "--", "upper-bound": ":"}
+RULE_MARKERS = {"val": "v", "final": "o", "val-clean": "D", "best-on-test": "*"}  # selection rule -> marker
 
 
 @matplotlib.style.context("default")
@@ -69,17 +70,19 @@ def weight_histograms(panels: pd.DataFrame, path: Path, title: str) -> None:
 
 
 @matplotlib.style.context("default")
-def training_curves(curves: pd.DataFrame, path: Path, title: str) -> None:
+def training_curves(curves: pd.DataFrame, path: Path, title: str, marks: pd.DataFrame | None = None) -> None:
     """Per-epoch curves, mean over seeds with a ±std band: one row of panels per quantity, one column per code length.
 
-    ``curves``: columns entry, group, bits, epoch, and one column per quantity (``map``, ``weight_auc``),
-    at least one of them with values; rows in legend order.
+    ``curves``: columns entry, group, bits, epoch, and one column per quantity (``map``, ``val_map``,
+    ``weight_auc``), at least one of them with values; rows in legend order. ``marks``: columns entry,
+    bits, rule, epoch: a marker (``RULE_MARKERS``) on the entry's test-MAP curve at each rule's epoch.
     """
-    quantities = [q for q in ("map", "weight_auc") if q in curves and curves[q].notna().any()]
+    quantities = [q for q in ("map", "val_map", "weight_auc") if q in curves and curves[q].notna().any()]
     bits = sorted(curves.bits.unique())
     fig, axes = _figure(len(quantities), len(bits), title)
     colours = _colours(curves.entry)
-    labels = {"map": "MAP (mean of I2T, T2I)", "weight_auc": "weight AUC (clean vs corrupted)"}
+    labels = {"map": "test MAP (mean of I2T, T2I)", "val_map": "validation MAP (noisy labels)",
+              "weight_auc": "weight AUC (clean vs corrupted)"}
     for row, quantity in zip(axes, quantities):
         for ax, b in zip(row, bits):
             for entry, part in curves[(curves.bits == b) & curves[quantity].notna()].groupby("entry", sort=False):
@@ -88,14 +91,28 @@ def training_curves(curves: pd.DataFrame, path: Path, title: str) -> None:
                 ax.plot(stats.index, stats["mean"], label=entry, color=colours[entry], linestyle=style)
                 ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
                                 color=colours[entry], alpha=0.15, linewidth=0)
+                if quantity == "map" and marks is not None:
+                    _mark_rules(ax, marks[(marks.entry == entry) & (marks.bits == b)], stats["mean"], colours[entry])
             ax.set_title(f"{b} bit")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         row[0].set_ylabel(labels[quantity])
     for ax in axes[-1]:
         ax.set_xlabel("epoch")
+    for rule in RULE_MARKERS if marks is not None else ():
+        if (marks.rule == rule).any():  # legend proxies: the marker shape names the rule
+            axes[0][0].plot([], [], marker=RULE_MARKERS[rule], color="white", markeredgecolor="black",
+                            linestyle="none", label=f"selected by {rule}")
     _legend(fig, axes)
     _save(fig, path)
+
+
+def _mark_rules(ax, marks: pd.DataFrame, curve: pd.Series, colour) -> None:
+    """One marker per rule at its epoch on ``curve`` (mean per epoch; interpolated between evaluated epochs)."""
+    for mark in marks.itertuples():
+        y = float(np.interp(mark.epoch, curve.index.to_numpy(dtype=float), curve.to_numpy(dtype=float)))
+        ax.plot([mark.epoch], [y], marker=RULE_MARKERS[mark.rule], color=colour, markeredgecolor="black",
+                markersize=7, linestyle="none")
 
 
 def _figure(rows: int, columns: int, title: str) -> tuple[Figure, np.ndarray]:

@@ -1,18 +1,25 @@
-"""Result records: one JSON file per cell (schema "cmh-bench/result" version 1), written atomically.
+"""Result records: one JSON file per cell (schema "cmh-bench/result" version 2), written atomically.
 
-A record holds the cell (all key fields), status ("ok", or "failed" with the error), metrics per
-direction, the realised noise, the per-epoch log (loss terms, weight AUC, MAP curve), the
+A record holds the cell (all key fields), status ("ok", or "failed" with the error), the validation
+part (fraction, seed, size, evaluation period), the selections (per rule of
+``cmh_bench.cell.SELECTIONS``: the selected epoch, the rule's score there and the test metrics per
+direction), the realised noise, the per-epoch log (loss terms, weight AUC, MAP curve), the
 noise-detection summary, wall time (``seconds.train``: from the start of the cell to the end of
 ``fit``, so it includes loading the dataset and injecting the noise; ``seconds.total``: the whole
 cell), peak memory, device, hyper-parameters, package versions, git revision and the dataset's
 checksum. An optional sidecar ``.h5`` (same stem) holds the codes and
-distance histograms, so every metric can be recomputed without retraining.
+distance histograms of the ranked selection (``val``, else ``final``), so every metric can be
+recomputed without retraining.
+
+Records are read in one place, :func:`read_record`, which also reads version 1 records (one
+selection each, ``final`` or ``best-on-test``, no validation part) and lists what they lack.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 import platform
 import resource
 import subprocess
@@ -21,20 +28,28 @@ from pathlib import Path
 
 from cmh_bench import __version__
 from cmh_bench.atomic import write_json_atomic
-from cmh_bench.cell import Cell
+from cmh_bench.cell import SELECTIONS, Cell
+from cmh_bench.errors import UserError
+from cmh_bench.metrics import Retrieval
 
 SCHEMA = "cmh-bench/result"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
-def build_record(*, cell: Cell, entry, method_version: str, hparams: dict, labels_used: str, dataset, noise: dict,
-                 metrics: dict, epochs: list, best_epoch, detection, seconds: dict, memory: dict, device,
-                 codes_file: dict | None = None) -> dict:
-    """Assemble the record of a finished cell.
+@dataclass
+class CellOutcome:
+    """What a worker hands the driver for one cell: its record and, with ``--save-codes``, the codes
+    sidecar's contents (the ranked selection's codes and labels, and its distance histograms), which
+    ``write_record`` writes beside the record (never inside it)."""
 
-    ``codes_file``: the arguments of ``write_codes_file`` (codes, labels, histograms), carried under
-    the key "_codes_file" until ``write_record`` writes them beside the JSON (never inside it).
-    """
+    record: dict
+    codes: Retrieval | None = None
+    histograms: dict | None = None
+
+
+def build_record(*, cell: Cell, entry, method_version: str, hparams: dict, labels_used: str, dataset, validation: dict,
+                 noise: dict, selections: dict, epochs: list, detection, seconds: dict, memory: dict, device) -> dict:
+    """Assemble the record of a finished cell (``selections``: rule -> {"epoch", "score", "metrics"})."""
     record = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -44,18 +59,17 @@ def build_record(*, cell: Cell, entry, method_version: str, hparams: dict, label
         "method": {"role": entry.role, "paper": entry.paper, "source": entry.source, "variant": entry.variant,
                    "labels_used": labels_used, "hparams": hparams},
         "dataset": {"name": dataset.info.name, "split": dataset.split, "sha256": dataset.info.content_sha256,
-                    "sizes": {p: len(getattr(dataset, p)) for p in ("query", "train", "database")}},
+                    "sizes": {"query": len(dataset.query), "train": validation["fit_size"],
+                              "validation": validation["size"], "database": len(dataset.database)}},
+        "validation": validation,
         "noise": noise,
-        "metrics": metrics,
-        "selection": {"rule": cell.selection, "best_epoch": best_epoch},
+        "selections": selections,
         "epochs": epochs,
         "noise_detection": detection,
         "seconds": seconds,
         "memory": memory,
         "environment": environment(device),
     }
-    if codes_file is not None:
-        record["_codes_file"] = codes_file
     return record
 
 
@@ -72,23 +86,46 @@ def failed_record(cell: Cell, error: BaseException) -> dict:
     }
 
 
-def write_record(results_dir: Path, cell: Cell, record: dict) -> Path:
-    """Write the record (and its optional codes sidecar) at the cell's path, atomically."""
+def write_record(results_dir: Path, cell: Cell, outcome: CellOutcome) -> Path:
+    """Write the outcome's record (and its optional codes sidecar, same stem, ``.h5``) at the cell's path, atomically."""
     path = Path(results_dir) / cell.relative_path()
-    codes_file = record.pop("_codes_file", None)
-    if codes_file is not None:
+    if outcome.codes is not None:
         from cmh_bench.codes_file import write_codes_file
 
-        write_codes_file(path.with_suffix(".h5"), **codes_file)
-    write_json_atomic(path, record)
+        write_codes_file(path.with_suffix(".h5"), outcome.codes, histograms=outcome.histograms)
+    write_json_atomic(path, outcome.record)
     return path
 
 
-def read_record(path: Path) -> dict | None:
-    """The record at ``path``, or None if it is missing or unreadable (then the cell is pending)."""
+def read_record(path: Path) -> dict:
+    """The record at ``path`` in the current layout, with ``lacks``: the selection rules it has no metrics for.
+
+    A version 1 record (one rule per record, top-level ``metrics``) is read as one whose
+    ``selections`` hold that rule alone; its ``schema_version`` stays 1, so the runner redoes it.
+    An unreadable file or another schema raises UserError naming the file.
+    """
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path} is not a readable result record ({error}); delete it or run its cell again") from None
+    schema = record.get("schema") if isinstance(record, dict) else None
+    if schema != SCHEMA:
+        raise UserError(f"{path} is not a cmh-bench result record (schema {schema!r}, expected {SCHEMA!r}); "
+                        "move it out of the results directory")
+    if record.get("schema_version") == 1 and record.get("status") == "ok":
+        rule = record["cell"].get("selection", "final")
+        epochs = record.get("epochs") or [{}]
+        epoch = record.get("selection", {}).get("best_epoch") if rule == "best-on-test" else epochs[-1].get("epoch")
+        record["selections"] = {rule: {"epoch": epoch, "score": None, "metrics": record.pop("metrics")}}
+    record["lacks"] = [rule for rule in SELECTIONS if rule not in record.get("selections", {})]
+    return record
+
+
+def existing_record(path: Path) -> dict | None:
+    """The record at ``path`` (see :func:`read_record`), or None if there is no readable one (the cell is pending)."""
+    try:
+        return read_record(path)
+    except UserError:
         return None
 
 

@@ -15,7 +15,7 @@ from typing import Protocol
 from cmh_bench.cell import Cell
 from cmh_bench.grid import Grid
 from cmh_bench.executors import Executor
-from cmh_bench.record import is_complete, read_record, write_record
+from cmh_bench.record import existing_record, is_complete, write_record
 
 
 @dataclass
@@ -37,7 +37,7 @@ def pending_cells(cells: list[Cell], results_dir: Path, force: bool = False) -> 
     from cmh_bench.registry import get_method
 
     versions = {m: get_method(m).version for m in {c.method for c in cells}}
-    return [c for c in cells if not is_complete(read_record(results_dir / c.relative_path()), c, versions[c.method])]
+    return [c for c in cells if not is_complete(existing_record(results_dir / c.relative_path()), c, versions[c.method])]
 
 
 class RunObserver(Protocol):
@@ -70,7 +70,7 @@ def run_grid(grid: Grid, results_dir: Path, executor: Executor, *, force: bool =
     Every input is checked (cmh_bench.validation) before the first cell runs or the first record is written.
     """
     from cmh_bench.noise import check_noise_file
-    from cmh_bench.validation import check_device_placement, check_split, validate_grid
+    from cmh_bench.validation import check_device_placement, check_split, check_validation_fits, validate_grid
 
     observer = observer or SilentObserver()
     results_dir = Path(results_dir)
@@ -81,11 +81,13 @@ def run_grid(grid: Grid, results_dir: Path, executor: Executor, *, force: bool =
     for path in _prepare_datasets(todo).values():
         check_split(path, grid.cell_options.get("split"))
         check_noise_file(grid.cell_options.get("noise_file"), path, grid.cell_options.get("split"))
+    check_validation_fits(todo)
     summary = RunSummary(total=len(cells), skipped=len(cells) - len(todo))
     started = time.perf_counter()
     observer.planned(summary.total, summary.skipped, todo, results_dir)
-    for cell, record in executor.run(todo, observer.epoch):
-        write_record(results_dir, cell, record)
+    for cell, outcome in executor.run(todo, observer.epoch):
+        write_record(results_dir, cell, outcome)
+        record = outcome.record
         if record["status"] == "ok":
             summary.ok += 1
         else:

@@ -16,6 +16,15 @@ dataset card's ``sizes``). Presets:
 
 The importers store rows in the order the field concatenates them (database part, then test part),
 so ``ucch`` equals ``file`` whenever the file's test part has Q rows.
+
+**The validation part** (:func:`validation_split`), for every preset of every dataset file: a seeded
+fraction (default 10 %, set per dataset card by ``validation_fraction`` and per run by
+``--val-fraction``) of the *training* rows is held out of training; the method trains on the rest.
+The held-out rows are split in two disjoint halves: validation queries and a validation database,
+so that neither side was trained on. Query and database rows of the preset are untouched. The draw
+depends only on the number of training rows, the fraction and ``VALIDATION_SEED``, so every method,
+noise seed and training seed of a dataset holds out the same items. Fraction 0 holds out nothing
+(the protocol without validation).
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ import numpy as np
 from cmh_bench.errors import UserError
 
 PRESETS: tuple[str, ...] = ("nrch", "ucch", "random", "file")
+DEFAULT_VALIDATION_FRACTION = 0.1
+VALIDATION_SEED = 0
 
 
 def make_splits(
@@ -96,3 +107,42 @@ def _check_sizes(preset: str, n: int, query: int, train: int, database: int) -> 
             f"split {preset!r}: query {query} + train {train} rows do not fit in {n} items "
             f"(database {database}); use smaller sizes or the full dataset"
         )
+
+
+def validation_fraction(cell, card) -> float:
+    """The cell's share of training items held out for validation: the cell's, else the card's, else the default."""
+    if cell.val_fraction is not None:
+        return cell.val_fraction
+    if card is not None and card.validation_fraction is not None:
+        return card.validation_fraction
+    return DEFAULT_VALIDATION_FRACTION
+
+
+def check_validation_fraction(fraction: float) -> None:
+    """Raise UserError unless 0 <= ``fraction`` < 1 (the share of training rows held out for validation)."""
+    if not 0.0 <= fraction < 1.0:
+        raise UserError(f"validation fraction {fraction:g} is outside [0, 1); give e.g. --val-fraction 0.1 (0: no validation)")
+
+
+def validation_split(n_train: int, fraction: float, seed: int = VALIDATION_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fit, validation queries, validation database): sorted, disjoint positions 0..n_train-1 of the training rows.
+
+    The held-out part is the first V = round(fraction * n_train) positions of a PCG64(seed) permutation:
+    its first ⌊V/2⌋ are the validation queries, the rest the validation database; the other positions
+    are fitted on. Fraction 0 gives every position to fitting. A fraction outside [0, 1), or one that
+    holds out fewer than 2 items (fraction > 0) or leaves nothing to fit, raises UserError.
+
+    >>> fit, queries, database = validation_split(10, 0.4)
+    >>> len(fit), len(queries), len(database), sorted({*fit, *queries, *database}) == list(range(10))
+    (6, 2, 2, True)
+    """
+    check_validation_fraction(fraction)
+    n_val = int(round(fraction * n_train))
+    if fraction > 0 and (n_val < 2 or n_val >= n_train):
+        raise UserError(
+            f"validation fraction {fraction:g} of {n_train} training items holds out {n_val}; it must hold out at least "
+            f"2 (one query, one database item) and leave one to train on: use a fraction between {2 / n_train:.3g} and "
+            f"{1 - 1 / n_train:.3g}, or 0 for no validation"
+        )
+    order = np.random.Generator(np.random.PCG64(seed)).permutation(n_train).astype(np.int64)
+    return np.sort(order[n_val:]), np.sort(order[: n_val // 2]), np.sort(order[n_val // 2 : n_val])

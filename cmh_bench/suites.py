@@ -4,6 +4,8 @@
   0.2 / 0.5 / 0.8, 32 bits, seed 0 — the CPU-sized default.
 - ``paper``: the four benchmark datasets, pair-swap at 0.2 / 0.5 / 0.8, 16 / 32 / 64 / 128 bits,
   seed 0 — the grid of the SCBCH / NRCH papers, for GPUs.
+- ``tune``: the cells of each grid point of ``cmh-bench tune`` — synth-flickr and synth-coco,
+  pair-swap 0.5, 32 bits, seed 0 (the same for every method).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ SUITES = {
     "quick": Suite(datasets=("all",), noise=("pair-swap",), rates=(0.2, 0.5, 0.8), bits=(32,), seeds=(0,)),
     "paper": Suite(datasets=("mirflickr", "nus-wide", "coco", "iapr"), noise=("pair-swap",), rates=(0.2, 0.5, 0.8),
                    bits=(16, 32, 64, 128), seeds=(0,)),
+    "tune": Suite(datasets=("synth-flickr", "synth-coco"), noise=("pair-swap",), rates=(0.5,), bits=(32,), seeds=(0,)),
 }
 
 

@@ -9,15 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from cmh_bench.cell import SELECTIONS
+
 from cmh_bench.errors import UserError
 from cmh_bench.grid import Grid
-
-
-def check_selection(selection: str) -> None:
-    """The model-selection rule must be one of :data:`cmh_bench.cell.SELECTIONS`."""
-    if selection not in SELECTIONS:
-        raise UserError(f"unknown selection {selection!r}; choose one of {', '.join(SELECTIONS)}")
 
 
 def check_rate(rate: float) -> None:
@@ -33,12 +27,35 @@ def check_bits(bits: int) -> None:
 
 
 def check_hparams(method: str, profile: str, hparams: dict) -> None:
-    """The method exists and the overrides name its hyper-parameters with values of the right type."""
-    from cmh_bench.method import resolve_hparams
+    """The method exists, its profile (and tuned profile file) reads, and the overrides name its
+    hyper-parameters with values of the right type."""
+    from cmh_bench.profiles import hparams_for
     from cmh_bench.registry import get_method
 
-    entry = get_method(method)
-    resolve_hparams(entry.load(), profile, entry.variant, hparams)
+    hparams_for(get_method(method), profile, {}, hparams)
+
+
+def check_validation_options(fraction: float | None, every: int) -> None:
+    """A validation fraction in [0, 1) (None: the card's or the default) and a period of at least 0 epochs."""
+    from cmh_bench.splits import check_validation_fraction
+
+    if fraction is not None:
+        check_validation_fraction(fraction)
+    if every < 0:
+        raise UserError(f"--val-every {every}: give a number of epochs >= 0 (0: the final epoch only)")
+
+
+def check_validation_fits(cells: list) -> None:
+    """Each cell's validation part holds out at least two training items and leaves some to fit on
+    (the dataset files must exist: the runner calls this after preparing them)."""
+    from cmh_bench.cards import find_card
+    from cmh_bench.catalog import ensure_dataset
+    from cmh_bench.dataset import read_info, resolve_split
+    from cmh_bench.splits import validation_fraction, validation_split
+
+    for dataset, split, fraction in dict.fromkeys((c.dataset, c.split, validation_fraction(c, find_card(c.dataset))) for c in cells):
+        info = read_info(ensure_dataset(dataset))
+        validation_split(info.split_sizes[resolve_split(info, split)]["train"], fraction)
 
 
 def check_split(dataset_file: Path, split: str | None) -> None:
@@ -77,7 +94,7 @@ def check_writable(path: str | os.PathLike, option: str, *, folder: bool) -> Non
 
 def validate_grid(grid: Grid, results_dir: Path) -> None:
     """Every check a run needs, before any training or writing: plugins, methods and hyper-parameters,
-    noise models, datasets, rates, bits, selection, device and the results folder.
+    noise models, datasets, rates, bits, the validation options, the device and the results folder.
 
     Split presets are checked by :func:`check_split` once the dataset files exist (see the runner).
     """
@@ -102,6 +119,6 @@ def validate_grid(grid: Grid, results_dir: Path) -> None:
         check_rate(rate)
     for bits in grid.bits:
         check_bits(bits)
-    check_selection(options.get("selection", "final"))
+    check_validation_options(options.get("val_fraction"), options.get("val_every", 0))
     resolve_device(options.get("device", "auto"))
     check_writable(results_dir, "--results", folder=True)

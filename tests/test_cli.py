@@ -34,9 +34,13 @@ def test_run_then_report_on_toy(tmp_path, capsys):
     (["run", "--methods", "dcmh", "--datasets", "toy", "--rates", "a,b"], "comma-separated list of float"),
     (["run", "--methods", "dcmh", "--datasets", "toy", "--hp", "epochs"], "KEY=VALUE"),
     (["run", "--methods", "dcmh", "--datasets", "toy", "--device", "tpu"], "unknown device"),
-    (["run", "--methods", "dcmh", "--datasets", "toy", "--selection", "best"], "unknown selection"),
+    (["run", "--methods", "dcmh", "--datasets", "toy", "--val-fraction", "1"], "validation fraction 1 is outside [0, 1)"),
+    (["run", "--methods", "dcmh", "--datasets", "toy", "--val-fraction", "0.005"], "holds out 1; it must hold out at least 2"),
+    (["run", "--methods", "dcmh", "--datasets", "toy", "--val-every", "-1"], "--val-every -1"),
     (["run", "--methods", "dcmh", "--datasets", "toy", "--profile", "fast"], "unknown profile"),
     (["report", "--results", "/nonexistent/results"], "does not exist"),
+    (["report", "--results", "/tmp", "--rank-by", "best-on-test"], "cannot rank by 'best-on-test'"),
+    (["report", "--results", "/tmp", "--rank-by", "best"], "cannot rank by 'best'"),
     (["eval", "/nonexistent/codes.h5"], "codes"),
     (["data", "synth", "mirflickr"], "real dataset"),
 ])
@@ -60,11 +64,12 @@ def test_eval_scores_a_codes_file_from_elsewhere(tmp_path, capsys):
     import numpy as np
 
     from cmh_bench.codes_file import write_codes_file
+    from cmh_bench.metrics import Retrieval
 
     rng = np.random.default_rng(0)
     codes = lambda n: np.where(rng.random((n, 16)) < 0.5, -1, 1).astype(np.int8)  # noqa: E731
     labels = lambda n: (rng.random((n, 4)) < 0.4).astype(np.uint8)  # noqa: E731
-    path = write_codes_file(tmp_path / "codes.h5", codes(5), codes(5), codes(30), codes(30), labels(5), labels(30))
+    path = write_codes_file(tmp_path / "codes.h5", Retrieval(codes(5), codes(5), codes(30), codes(30), labels(5), labels(30)))
     assert main(["eval", str(path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert 0.0 <= result["i2t"]["map"] <= 1.0 and result["t2i"]["n_queries"] == 5

@@ -65,7 +65,7 @@ def _same_metrics(records: dict[str, dict], expected: dict[str, dict]) -> None:
     assert records.keys() == expected.keys()
     for key, record in records.items():
         assert record["status"] == "ok", record.get("error")
-        assert record["metrics"] == expected[key]["metrics"], key
+        assert record["selections"] == expected[key]["selections"], key
 
 
 def _check_failures(executor, tmp_path, monkeypatch) -> None:
@@ -97,7 +97,7 @@ def _check_interrupt_cancels(executor, still_running) -> None:
     threading.Thread(target=interrupt_once_running, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         list(executor.run([slow], lambda *_: None))
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 90  # generous: on a loaded machine a cancelled job takes a while to exit
     while still_running() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not still_running()

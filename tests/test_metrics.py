@@ -17,6 +17,7 @@ from cmh_bench.metrics import (
     average_precision_at_k,
     average_precision_optimistic,
     average_precision_pessimistic,
+    Retrieval,
     evaluate,
     harmonic_difference,
     metrics_from_histograms,
@@ -121,7 +122,7 @@ def test_all_codes_equal_gives_the_random_ranking_expectation():
     rng = np.random.default_rng(2)
     query_labels = np.eye(3, 5, dtype=np.uint8)
     db_labels = (rng.random((500, 5)) < 0.3).astype(np.uint8)
-    result = evaluate(codes, codes, db_codes, db_codes, query_labels, db_labels, ks=(1, 10, 499))["i2t"]
+    result = evaluate(Retrieval(codes, codes, db_codes, db_codes, query_labels, db_labels), ks=(1, 10, 499))["i2t"]
     rates = db_labels[:, :3].mean(axis=0)
     harmonic_500 = math.fsum(1 / i for i in range(1, 501))
     counts = db_labels[:, :3].sum(axis=0)
@@ -147,7 +148,7 @@ def test_without_ties_all_variants_equal_sklearn_and_torchmetrics():
         query_labels = np.ones((1, 1), dtype=np.uint8)
         db_labels = (rng.random((60, 1)) < 0.3).astype(np.uint8)
         db_labels[trial % 60] = 1
-        result = evaluate(query, query, db_codes, db_codes, query_labels, db_labels, ks=(1, 7, 30))["t2i"]
+        result = evaluate(Retrieval(query, query, db_codes, db_codes, query_labels, db_labels), ks=(1, 7, 30))["t2i"]
         relevant = db_labels[:, 0]
         expected = average_precision_score(relevant, -distances)
         for key in ("map", "map_optimistic", "map_pessimistic", "map_stable"):
@@ -167,7 +168,7 @@ def test_evaluate_hand_case_directions_and_mean():
     db_text = np.array([[1, 1], [1, -1], [-1, 1], [1, -1], [-1, -1], [-1, -1]], dtype=np.int8)
     db_image = np.ones((6, 2), dtype=np.int8)  # every item ties with the query
     db_labels = np.array([[0], [1], [0], [1], [0], [1]], dtype=np.uint8)
-    result = evaluate(query, query, db_image, db_text, np.ones((1, 1), dtype=np.uint8), db_labels, ks=(2,))
+    result = evaluate(Retrieval(query, query, db_image, db_text, np.ones((1, 1), dtype=np.uint8), db_labels), ks=(2,))
     assert result["i2t"]["map"] == pytest.approx(31 / 60, abs=1e-15)
     assert result["i2t"]["map_stable"] == pytest.approx((1 / 2 + 2 / 4 + 3 / 6) / 3, abs=1e-15)
     random_six = (6 * 2 / 5 + 3 / 5 * (1 + 1 / 2 + 1 / 3 + 1 / 4 + 1 / 5 + 1 / 6)) / 6  # 3 of 6 relevant, one group
@@ -194,7 +195,7 @@ def test_report_is_json_and_reproducible_from_histograms(n_bits, n_classes):
     case[4][:3] = 0  # three queries without any relevant item, the others share class 0 with the database
     case[4][3:, 0] = 1
     case[5][::7, 0] = 1
-    report, histograms = evaluate(*case, keep_histograms=True)
+    report, histograms = evaluate(Retrieval(*case), keep_histograms=True)
     assert json.loads(json.dumps(report, allow_nan=False)) == report
     assert report_from_histograms(histograms) == report
     for direction in ("i2t", "t2i"):
@@ -204,7 +205,7 @@ def test_report_is_json_and_reproducible_from_histograms(n_bits, n_classes):
         assert len(report[direction]["pr_by_radius"]["precision"]) == n_bits + 1
         from_histograms = metrics_from_histograms(histograms[direction]["n"], histograms[direction]["r"])
         assert from_histograms == {**report[direction], "map_stable": None}
-    without_stable = evaluate(*case, stable_ap=False)
+    without_stable = evaluate(Retrieval(*case), stable_ap=False)
     for direction in ("i2t", "t2i", "mean"):
         assert without_stable[direction] == {**report[direction], "map_stable": None}
     # stable AP excludes the same queries: it equals the mean of the kernel's per-query values
@@ -215,13 +216,13 @@ def test_report_is_json_and_reproducible_from_histograms(n_bits, n_classes):
 def test_tie_aware_report_does_not_depend_on_database_or_query_order():
     rng = np.random.default_rng(5)
     case = random_codes_case(rng, 30, 400, 8, 6)  # 8 bits: large tie groups
-    report = evaluate(*case, stable_ap=False)
+    report = evaluate(Retrieval(*case), stable_ap=False)
     query_order, db_order = rng.permutation(30), rng.permutation(400)
     query_image, query_text, db_image, db_text, query_labels, db_labels = case
-    shuffled = evaluate(
+    shuffled = evaluate(Retrieval(
         query_image[query_order], query_text[query_order], db_image[db_order], db_text[db_order],
-        query_labels[query_order], db_labels[db_order], stable_ap=False,
-    )
+        query_labels[query_order], db_labels[db_order],
+    ), stable_ap=False)
     assert shuffled == report  # bit for bit: integer histograms, exactly rounded means
 
 

@@ -108,15 +108,15 @@ def test_cell_key_and_path_carry_the_file_sha256(tmp_path, toy_train):
 def test_a_file_holding_the_pair_swap_draw_gives_the_pair_swap_record(tmp_path, toy_train):
     clean, noisy = toy_train
     path = write(tmp_path / "toy-lall-noise_0.5.h5", result=noisy, **{"True": clean})
-    options = dict(dataset="toy", method="dcmh", bits=16, rate=0.5, seed=0, threads=1, device="cpu", curve_every=2,
+    options = dict(dataset="toy", method="dcmh", bits=16, rate=0.5, seed=0, threads=1, device="cpu", val_every=2,
                    hparams=(("epochs", "4"),))
     drawn = run_cell(Cell(noise="pair-swap", **options))
     given = run_cell(Cell(noise="file", noise_file=str(path), **options))
     assert given["noise"] == {**drawn["noise"], "model": "file", "file": str(path), "file_sha256": file_sha256(path)}
     assert given["cell"] == {**drawn["cell"], "noise": "file", "noise_file_sha256": file_sha256(path)}
-    for key in ("metrics", "epochs", "noise_detection", "dataset", "method", "selection"):
+    for key in ("selections", "validation", "epochs", "noise_detection", "dataset", "method"):
         assert given[key] == drawn[key], key
-    assert drawn["metrics"]["mean"]["map"] > 0
+    assert drawn["selections"]["val"]["metrics"]["mean"]["map"] > 0
 
 
 def test_a_noise_file_for_another_split_is_refused_before_any_cell(tmp_path, toy_train, capsys):

@@ -2,8 +2,9 @@
 
 The records are written by hand (``make_record`` mirrors ``cmh_bench.record.build_record``) at the
 paths of ``Cell.relative_path``: three seeds per cell, a failed cell, a missing cell, a cell with two
-seeds, reference rows, upper bounds, best-on-test cells, noise-detection histograms, per-epoch curves
-and two profiles.
+seeds, reference rows, upper bounds, the four selection rules of every record, noise-detection
+histograms, per-epoch curves and two profiles. ``v1_record`` writes records of result schema 1 (one
+rule per record, no validation part), which the report still reads.
 
 The golden-file test pins the whole README (tests/golden/README.md). After an intended change of
 the output, regenerate it with
@@ -38,21 +39,31 @@ REPORTED = pd.DataFrame(
 ).assign(source="Peng et al., AAAI 2026", protocol="best epoch on the test queries")
 
 
-def make_record(cell: Cell, i2t: float, t2i: float, *, role: str = "method", labels_used: str = "noisy",
-                detection: dict | None = None, epochs: list | None = None) -> dict:
-    """A successful record shaped like build_record's (metrics with extra keys the report must ignore)."""
+SHIFTS = {"val": (0.0, 1), "final": (-0.02, 3), "val-clean": (0.01, 1), "best-on-test": (0.02, 2)}  # rule: (MAP shift, epoch)
+
+
+def metrics(i2t: float, t2i: float) -> dict:
+    """Test metrics per direction, with extra keys the report must ignore."""
     direction = lambda v: {"map": v, "map_optimistic": v + 0.01, "map_pessimistic": v - 0.01, "map_stable": v,
                            "map@k": {"100": v}, "p@k": {"100": v}, "queries_without_relevant": 0}
+    return {"i2t": direction(i2t), "t2i": direction(t2i), "mean": {"map": (i2t + t2i) / 2}}
+
+
+def make_record(cell: Cell, i2t: float, t2i: float, *, role: str = "method", labels_used: str = "noisy",
+                detection: dict | None = None, epochs: list | None = None) -> dict:
+    """A successful record shaped like build_record's: rule ``val`` has MAP (i2t, t2i), the other rules
+    are shifted by ``SHIFTS``."""
     return {
-        "schema": "cmh-bench/result", "schema_version": 1, "status": "ok",
+        "schema": "cmh-bench/result", "schema_version": 2, "status": "ok",
         "cell": {**cell.key(), "method_version": "1"},
         "method": {"role": role, "paper": "a paper", "source": "built-in", "variant": {}, "labels_used": labels_used,
                    "hparams": {"epochs": 4}},
         "dataset": {"name": cell.dataset, "split": "default", "sha256": "f" * 64,
-                    "sizes": {"query": 100, "train": 500, "database": 900}},
+                    "sizes": {"query": 100, "train": 450, "validation": 50, "database": 900}},
+        "validation": {"fraction": 0.1, "seed": 0, "size": 50, "queries": 25, "database": 25, "fit_size": 450, "every": 5},
         "noise": {"model": cell.noise, "version": "1", "seed": cell.effective_noise_seed, "requested_rate": cell.rate},
-        "metrics": {"i2t": direction(i2t), "t2i": direction(t2i), "mean": {"map": (i2t + t2i) / 2}},
-        "selection": {"rule": cell.selection, "best_epoch": 2 if cell.selection == "best-on-test" else None},
+        "selections": {rule: {"epoch": epoch, "score": None, "metrics": metrics(i2t + shift, t2i + shift)}
+                       for rule, (shift, epoch) in SHIFTS.items()},
         "epochs": epochs or [{"epoch": 0, "loss": 1.0}],
         "noise_detection": detection,
         "seconds": {"train": 1.5, "total": 2.0},
@@ -61,9 +72,19 @@ def make_record(cell: Cell, i2t: float, t2i: float, *, role: str = "method", lab
     }
 
 
+def v1_record(cell: Cell, i2t: float, t2i: float, rule: str) -> dict:
+    """A successful record of result schema 1: top-level metrics of its one rule, the cell's ``selection``."""
+    record = make_record(cell, i2t, t2i)
+    for key in ("selections", "validation"):
+        del record[key]
+    record["cell"] = {**{k: v for k, v in record["cell"].items() if not k.startswith("val_")}, "selection": rule}
+    return {**record, "schema_version": 1, "metrics": metrics(i2t, t2i),
+            "selection": {"rule": rule, "best_epoch": 2 if rule == "best-on-test" else None}}
+
+
 def failed_record(cell: Cell, message: str) -> dict:
     """A failed record shaped like failed_record's."""
-    return {"schema": "cmh-bench/result", "schema_version": 1, "status": "failed", "cell": cell.key(),
+    return {"schema": "cmh-bench/result", "schema_version": 2, "status": "failed", "cell": cell.key(),
             "error": {"type": "RuntimeError", "message": message, "traceback": "Traceback ...\n"},
             "environment": ENVIRONMENT}
 
@@ -75,10 +96,10 @@ def write(root: Path, cell: Cell, record: dict) -> None:
 
 
 def write_cell(root: Path, method: str, rate: float, bits: int, base: float, *, seeds=(0, 1, 2), profile="quick",
-               dataset="mirflickr", selection="final", **extra) -> None:
+               dataset="mirflickr", **extra) -> None:
     """Records of one cell for ``seeds``: I2T = base + jitter, T2I = base + 0.02 + jitter (so the mean is base + 0.01 + jitter)."""
     for seed in seeds:
-        cell = Cell(dataset=dataset, method=method, bits=bits, rate=rate, seed=seed, profile=profile, selection=selection)
+        cell = Cell(dataset=dataset, method=method, bits=bits, rate=rate, seed=seed, profile=profile)
         jitter = 0.0 if extra.get("role") in ("reference", "upper-bound") else JITTER[seed]
         write(root, cell, make_record(cell, base + jitter, base + 0.02 + jitter, **extra))
 
@@ -119,8 +140,6 @@ def write_fixture(root: Path) -> None:
         write_cell(root, "floor-constant", rate, bits, 0.53, role="reference")
         write_cell(root, "label-oracle", rate, bits, 0.89, role="upper-bound")
         write_cell(root, "scbch-clean", rate, bits, 0.84, role="upper-bound", labels_used="clean")
-    for bits in (16, 32):
-        write_cell(root, "scbch", 0.8, bits, 0.70, selection="best-on-test")
     write_cell(root, "scbch", 0.8, 16, 0.74, seeds=(0,), profile="paper")
     write_cell(root, "nrch", 0.8, 16, 0.73, seeds=(0,), profile="paper")
 
@@ -144,6 +163,17 @@ def section(markdown: str, profile: str) -> str:
 
 def table_after(text: str, heading: str, skip: int = 0) -> tuple[list[str], dict[str, list[str]]]:
     """The (skip+1)-th pipe table after ``heading``: its header and {row label: cells}."""
+    header, rows = table_rows(text, heading, skip)
+    return header, dict(rows)
+
+
+def rows_with_labels(text: str, heading: str, skip: int = 0) -> list[tuple[str, list[str]]]:
+    """The (label, cells) rows of the (skip+1)-th pipe table after ``heading``, labels possibly repeated."""
+    return table_rows(text, heading, skip)[1]
+
+
+def table_rows(text: str, heading: str, skip: int = 0) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """The (skip+1)-th pipe table after ``heading``: its header and its (row label, cells) rows in order."""
     lines = text[text.index(heading):].splitlines()
     blocks, current = [], []
     for line in lines:
@@ -154,7 +184,7 @@ def table_after(text: str, heading: str, skip: int = 0) -> tuple[list[str], dict
             current = []
     block = blocks[skip]
     split = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]
-    return split(block[0]), {split(line)[0]: split(line)[1:] for line in block[2:]}
+    return split(block[0]), [(split(line)[0], split(line)[1:]) for line in block[2:]]
 
 
 def mean_table(rendered, profile="quick"):
@@ -174,14 +204,15 @@ def test_load_records_one_row_per_record(rendered):
     assert len(frame) == len(list(rendered["results"].rglob("*.json")))
     row = frame[(frame.entry == "scbch") & (frame.profile == "quick") & (frame.rate == 0.2) & (frame.bits == 16) & (frame.seed == 1)].iloc[0]
     assert row["map"] == pytest.approx(0.71) and row.map_i2t == pytest.approx(0.70) and row.map_t2i == pytest.approx(0.72)
-    assert (row.status, row.role, row.labels_used, row.selection, row.group, row.device) == ("ok", "method", "noisy", "final", "ranked", "cpu")
+    assert (row.status, row.role, row.labels_used, row.selection, row.group, row.device) == ("ok", "method", "noisy", "val", "ranked", "cpu")
+    assert row["map@final"] == pytest.approx(0.69) and row["epoch@best-on-test"] == 2 and row.lacks == ()
     assert row.weight_auc == pytest.approx(0.86) and len(row.epochs) == 4
     failed = frame[frame.status == "failed"]
     assert set(failed.entry) == {"dcmh"} and set(failed.role) == {"method"}  # role from dcmh's other records
     assert failed.error.iloc[0].startswith("RuntimeError: CUDA out of memory")
     groups = frame.groupby("entry").group.first().to_dict()
     assert groups == {"scbch": "ranked", "rshnl": "ranked", "dcmh": "ranked", "nrch": "ranked", "floor-constant": "reference",
-                      "label-oracle": "upper-bound", "scbch-clean": "upper-bound", "scbch+best-on-test": "optimistic"}
+                      "label-oracle": "upper-bound", "scbch-clean": "upper-bound"}
 
 
 def test_cells_are_mean_and_sample_std_over_seeds(rendered):
@@ -199,8 +230,8 @@ def test_best_in_bold_and_ties_marked(rendered):
     assert rows["scbch"][0] == "**.710 ± .010**" and rows["rshnl"][0] == ".705 ± .010 ≈"
     # 80% · 16: rshnl .650 best; scbch .610 is significantly lower (p ≈ .004); dcmh far lower
     assert rows["rshnl"][2] == "**.650 ± .010**" and rows["scbch"][2] == ".610 ± .010" and rows["dcmh"][2] == ".310 ± .010"
-    # only ranked rows are ever bold, though the upper bounds and best-on-test rows are higher
-    for label in ("label-oracle", "scbch-clean", "floor-constant", "scbch+best-on-test", "scbch (reported) [1]"):
+    # only ranked rows are ever bold, though the upper bounds are higher
+    for label in ("label-oracle", "scbch-clean", "floor-constant", "scbch (reported) [1]"):
         assert not any("**" in c or "≈" in c for c in rows[label]), label
     bold_per_column = [sum("**" in row[j] for row in rows.values()) for j in range(4)]
     assert bold_per_column == [1, 1, 1, 1]
@@ -210,7 +241,6 @@ def test_row_groups_ranked_first_then_separated_unranked_groups(rendered):
     _, rows = mean_table(rendered)
     assert list(rows) == [
         "scbch", "rshnl", "dcmh",  # mean rank: scbch (1+1+2+1)/4, rshnl (2+2+1)/3, dcmh 3
-        "*selected on the test queries (†), not ranked*", "scbch+best-on-test",
         "*reported by the authors under their protocol, not ranked*", "scbch (reported) [1]",
         "*reference rows, not ranked*", "floor-constant",
         "*upper bounds (clean labels), never ranked*", "label-oracle", "scbch-clean",
@@ -228,11 +258,37 @@ def test_failed_and_missing_cells(rendered):
     assert "second line" not in quick
 
 
-def test_best_on_test_cells_flagged_with_dagger_and_footnote(rendered):
-    _, rows = mean_table(rendered)
-    assert rows["scbch+best-on-test"] == ["—", "—", ".710 ± .010†", ".710 ± .010†"]
+def test_selection_table_shows_every_rule_and_its_inflation_over_val(rendered):
     quick = section(rendered["markdown"], "quick")
-    assert "† optimistic: model selected on the test queries" in quick
+    header, rows = table_after(quick, "#### Model selection")
+    assert header == ["method", "noise rate", "runs", "val", "final (Δ)", "val-clean† (Δ)", "best-on-test† (Δ)",
+                      "epochs val / final / val-clean / best-on-test"]
+    scbch_80 = next(row for label, row in rows_with_labels(quick, "#### Model selection") if label == "scbch" and row[0] == "80%")
+    # val: mean over 3 seeds x 2 code lengths of base + 0.01 + jitter, bases .60 and .62; the other rules shifted by SHIFTS
+    assert scbch_80 == ["80%", "6", ".620", ".600 (−.020)", ".630 (+.010)", ".640 (+.020)", "1 / 3 / 1 / 2"]
+    assert "† optimistic: model selected on the test queries" not in quick  # no optimistic row in the main tables
+
+
+def test_schema_1_records_rank_by_final_and_the_report_says_what_they_lack(tmp_path):
+    for bits in (16, 32):
+        for seed in (0, 1):
+            cell = Cell(dataset="mirflickr", method="scbch", bits=bits, rate=0.8, seed=seed)
+            write(tmp_path / "results", cell, v1_record(cell, 0.60, 0.62, "final"))
+            old_path = tmp_path / "results" / cell.relative_path().parent.with_name("scbch+best-on-test") / f"seed{seed}.json"
+            old_path.parent.mkdir(parents=True, exist_ok=True)
+            old_path.write_text(json.dumps(v1_record(cell, 0.70, 0.70, "best-on-test")))
+    render_report(tmp_path / "results", tmp_path / "out", reported=REPORTED.iloc[:0])
+    markdown = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert ("Of 8 successful records, 8 predate the validation part (result schema 1: one rule per record, no `val`, "
+            "no `val-clean`), so the tables rank by `final`") in markdown
+    _, rows = table_after(markdown, "Mean of I2T and T2I MAP")
+    assert rows["scbch"] == ["**.610 ± .000**", "**.610 ± .000**"]
+    assert rows["scbch+best-on-test"] == [".700 ± .000†", ".700 ± .000†"]
+    assert "*selected on the test queries (†), not ranked*" in rows
+    assert "† optimistic: model selected on the test queries" in markdown
+    assert "#### Model selection" not in markdown  # no record has a validation part
+    frame = load_records(tmp_path / "results")
+    assert set(frame.lacks) == {("val", "val-clean", "best-on-test"), ("val", "final", "val-clean")}
 
 
 def test_profiles_never_mixed(rendered):
@@ -262,15 +318,16 @@ def test_per_direction_tables_in_details(rendered):
 
 def test_protocol_block_states_the_rules(rendered):
     protocol = rendered["markdown"][:rendered["markdown"].index("## Profile")]
-    for phrase in ("tie-aware MAP@all", "McSherry & Najork", "excluded from the mean", "final training epoch",
+    for phrase in ("tie-aware MAP@all", "McSherry & Najork", "excluded from the mean", "The tables rank by `val`",
+                   "held out of training, one half ranked against the other", "`best-on-test`",
                    "one-sided Welch t-test, p ≥ 0.05", "at least 2 seeds", "mean rank", "no table mixes profiles"):
         assert phrase in protocol, phrase
     quick = section(rendered["markdown"], "quick")
     for phrase in ("pair-swap v1", "device cpu; CPU x86_64; torch threads 2", "torch 2.14.1", "0123456789abcdef",
-                   "100 query / 500 train / 900 database",
+                   "100 query / 450 train / 50 validation / 900 database",
                    "cmh-bench run --profile quick --methods dcmh,floor-constant,label-oracle,rshnl,scbch,scbch-clean "
                    "--datasets mirflickr --noise pair-swap --rates 0.2,0.8 --bits 16,32 --seeds 0,1,2\n",
-                   "--selection best-on-test", "cmh-bench report"):
+                   "ranked by val; rules recorded: val, final, val-clean (†), best-on-test (†)", "cmh-bench report"):
         assert phrase in quick, phrase
 
 
@@ -318,7 +375,6 @@ def test_latex_export_has_the_mean_tables(rendered):
     assert tex.count(r"\begin{tabular}") == 2 and r"\toprule" in tex and r"\bottomrule" in tex
     assert r"\textbf{.730 $\pm$ .010}" in tex
     assert r".705 $\pm$ .010 $\approx$" in tex
-    assert r".710 $\pm$ .010$^\dagger$" in tex
     assert r"\multicolumn{5}{l}{\emph{reference rows, not ranked}}" in tex
     assert r"20\% $\cdot$ 16 bit" in tex
 
@@ -354,3 +410,13 @@ def test_golden_readme(rendered):
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(rendered["markdown"], encoding="utf-8")
     assert rendered["markdown"] == GOLDEN.read_text(encoding="utf-8"), "README changed: see the module docstring to update the golden file"
+
+
+def test_rank_by_final_on_request(rendered, tmp_path):
+    render_report(rendered["results"], tmp_path / "out", reported=REPORTED, rank_by="final")
+    markdown = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "the final training epoch, as asked (`cmh-bench report --rank-by final`)" in markdown
+    _, rows = table_after(section(markdown, "quick"), "### mirflickr · pair-swap")
+    assert rows["scbch"][0] == "**.690 ± .010**"  # the final epoch's MAP: .02 below val's (SHIFTS)
+    with pytest.raises(UserError, match="cannot rank by 'val-clean'"):
+        load_records(rendered["results"], rank_by="val-clean")

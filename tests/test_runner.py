@@ -34,9 +34,9 @@ def _records(folder: Path) -> dict[str, dict]:
 def test_cell_path_is_the_key():
     cell = Cell(dataset="synth-flickr", method="scbch", bits=64, noise="pair-swap", rate=0.5, seed=2, profile="quick")
     assert cell.relative_path() == Path("quick/synth-flickr/pair-swap-0.5/64bit/scbch/seed2.json")
-    options = Cell(dataset="d", method="m", bits=16, split="ucch", hparams=(("epochs", "3"),), selection="best-on-test", noise_seed=7)
+    options = Cell(dataset="d", method="m", bits=16, split="ucch", hparams=(("epochs", "3"),), val_fraction=0.2, val_every=1, noise_seed=7)
     path = str(options.relative_path())
-    assert path.startswith("quick/d@ucch/pair-swap-0.5/16bit/m+hp-") and path.endswith("+best-on-test/seed0-noise7.json")
+    assert path.startswith("quick/d@ucch/pair-swap-0.5/16bit/m+hp-") and path.endswith("+val-0.2+every-1/seed0-noise7.json")
     assert Cell.from_dict(options.to_dict()) == options
 
 
@@ -76,7 +76,7 @@ def test_process_pool_gives_the_same_records_as_in_process(tmp_path):
     serial, pool = _records(tmp_path / "serial"), _records(tmp_path / "pool")
     assert serial.keys() == pool.keys()
     for key in serial:
-        assert serial[key]["metrics"] == pool[key]["metrics"], key
+        assert serial[key]["selections"] == pool[key]["selections"], key
 
 
 def test_killing_the_runner_loses_no_finished_cell_and_duplicates_none(tmp_path):
@@ -105,7 +105,7 @@ def test_evaluation_does_not_change_the_cells_torch_threads(tmp_path):
     from cmh_bench.harness import run_cell
 
     torch.set_num_threads(1)
-    record = run_cell(Cell(dataset="toy", method="dcmh", bits=16, rate=0.5, threads=1, curve_every=1,
+    record = run_cell(Cell(dataset="toy", method="dcmh", bits=16, rate=0.5, threads=1, val_every=1,
                            hparams=(("epochs", "2"), ("hidden", "8"))))
     assert record["status"] == "ok" and torch.get_num_threads() == 1
 
@@ -125,7 +125,7 @@ def test_a_finished_cell_leaves_no_method_behind(monkeypatch):
     try:
         record = execute_cell(Cell(dataset="toy", method="scbch", bits=16, profile="quick", threads=1,
                                    hparams=(("epochs", "1"), ("hidden", "16"))))
-        assert record["status"] == "ok" and len(instances) == 1
+        assert record.record["status"] == "ok" and len(instances) == 1
         assert instances[0]() is None
     finally:
         gc.enable()

@@ -81,3 +81,33 @@ def test_errors(args, message):
 def test_file_split_rejects_out_of_range_test_rows():
     with pytest.raises(UserError, match="within 0..19"):
         make_splits(("file",), 20, 5, 5, test=np.arange(15, 25))
+
+
+def test_validation_split_is_seeded_disjoint_and_halved():
+    from cmh_bench.splits import validation_split
+
+    fit, queries, database = validation_split(2000, 0.1)
+    assert (len(fit), len(queries), len(database)) == (1800, 100, 100)
+    assert np.array_equal(np.sort(np.concatenate([fit, queries, database])), np.arange(2000))
+    again = validation_split(2000, 0.1)
+    assert all(np.array_equal(a, b) for a, b in zip((fit, queries, database), again))
+    other = validation_split(2000, 0.1, seed=1)
+    assert not np.array_equal(queries, other[1])
+    none = validation_split(2000, 0.0)
+    assert np.array_equal(none[0], np.arange(2000)) and len(none[1]) == len(none[2]) == 0
+    with pytest.raises(UserError, match="outside \\[0, 1\\)"):
+        validation_split(2000, -0.1)
+
+
+def test_validation_fraction_cell_then_card_then_default():
+    from dataclasses import replace
+
+    from cmh_bench.cards import get_card
+    from cmh_bench.cell import Cell
+    from cmh_bench.splits import validation_fraction
+
+    card = get_card("toy")
+    cell = Cell(dataset="toy", method="dcmh", bits=16)
+    assert validation_fraction(cell, None) == validation_fraction(cell, card) == 0.1
+    assert validation_fraction(cell, replace(card, validation_fraction=0.2)) == 0.2
+    assert validation_fraction(replace(cell, val_fraction=0.0), replace(card, validation_fraction=0.2)) == 0.0

@@ -128,9 +128,9 @@ def test_retrieval_is_neither_trivial_nor_hopeless(name):
     split = data.splits["default"]
     q, db = split["query"], split["database"]
     img, txt = _ridge_codes(data, "image"), _ridge_codes(data, "text")
-    ridge = metrics.evaluate(img[q], txt[q], img[db], txt[db], data.labels[q], data.labels[db])
+    ridge = metrics.evaluate(metrics.Retrieval(img[q], txt[q], img[db], txt[db], data.labels[q], data.labels[db]))
     const = np.ones_like(img)
-    floor = metrics.evaluate(const[q], const[q], const[db], const[db], data.labels[q], data.labels[db])
+    floor = metrics.evaluate(metrics.Retrieval(const[q], const[q], const[db], const[db], data.labels[q], data.labels[db]))
     for direction in ("i2t", "t2i"):
         assert floor[direction]["map"] + 0.08 < ridge[direction]["map"] < 0.9, (direction, ridge, floor)
 
