@@ -28,5 +28,6 @@ BUILTIN_METHODS = (
     ("scbch-clean", "scbch:SCBCH", "1", SCBCH_PAPER, "upper-bound", {}, "SCBCH trained on clean labels: an upper bound, never ranked"),
     ("rshnl", "rshnl:RSHNL", "1", RSHNL_PAPER, "method", {}, "robust self-paced hashing: q-robust contrastive + centre aggregation + NSH weights"),
     ("rshnl-hard", "rshnl:RSHNL", "1", RSHNL_PAPER, "method", {"self_paced": "hard"}, "RSHNL with the hard self-paced regulariser"),
+    ("rshnl-temp", "rshnl:RSHNL", "1", RSHNL_PAPER, "method", {"aligned_target": 0.9}, "RSHNL variant (not the paper): logits / T, T from C so that an aligned sample reaches y^T p = 0.9"),
     ("nrch", "nrch:NRCH", "1", NRCH_PAPER, "method", {}, "robust contrastive hashing + dynamic noise separator (GMM)"),
 )
