@@ -25,8 +25,11 @@ Linear(d, 8192) -> ReLU -> Linear(8192, L)); the quick profile as above.
 Known behaviour on the synthetic stand-ins (measured, not fixed; pair-swap 20 %, 32 bits, seed 0,
 quick widths): on ``toy`` (features of norm 2.4) the release's schedule learns (clean labels,
 300 epochs: MAP .643 against the floor's .55), but on the stand-ins DCMH stays at or just above the
-floor with this schedule at 100 or 300 epochs (synth-flickr .668 / .672, floor .666; see the README
-for every stand-in). The step budget is not the cause; two failure modes are: at the release's lr
+floor with this schedule at 100 or 300 epochs (synth-flickr .668 / .672, floor .666). Reference
+run (100 epochs, seed 0, 32 + 64 bits, pair-swap 20 %): +0.004 / +0.006 / +0.013 / +0.002 MAP over
+the floor on synth-flickr / -nus / -coco / -iapr; on clean labels (32 bits) +0.003 / +0.007 /
++0.000 / +0.002, where a ridge regression on clean labels reaches .806 / .574 / .651 / .573
+(benchmarks/bench_clean_rows.py). The step budget is not the cause; two failure modes are: at the release's lr
 (10^-1.5) the training loss spikes within 10-30 epochs (image features of norm 13-14), the
 image net's ReLUs die (alive 50 % -> 21 %) and the outputs become constant; at 10^-2.5 or 10^-3
 (or with the image features scaled to norm 2.4) the loss stays at the collapsed saddle
