@@ -15,7 +15,7 @@ REFERENCE = "reference row (specs/baselines.md)"
 
 BUILTIN_METHODS = (
     # name, target, version, paper, role, variant overrides, summary
-    ("dcmh", "dcmh:DCMH", "1", DCMH_PAPER, "method", {}, "Deep Cross-Modal Hashing on features: noise-unaware supervised baseline"),
+    ("dcmh", "dcmh:DCMH", "2", DCMH_PAPER, "method", {}, "Deep Cross-Modal Hashing on features: noise-unaware supervised baseline"),
     ("floor-constant", "references:ConstantCodes", "1", REFERENCE, "reference", {}, "every item gets the same code: the collapsed-model floor"),
     ("random-codes", "references:RandomCodes", "1", REFERENCE, "reference", {}, "i.i.d. random +-1 codes: chance level"),
     ("label-oracle", "references:LabelOracle", "1", REFERENCE, "upper-bound", {}, "sign(Y_clean R): codes from clean labels, an upper reference"),
@@ -28,5 +28,6 @@ BUILTIN_METHODS = (
     ("scbch-clean", "scbch:SCBCH", "1", SCBCH_PAPER, "upper-bound", {}, "SCBCH trained on clean labels: an upper bound, never ranked"),
     ("rshnl", "rshnl:RSHNL", "1", RSHNL_PAPER, "method", {}, "robust self-paced hashing: q-robust contrastive + centre aggregation + NSH weights"),
     ("rshnl-hard", "rshnl:RSHNL", "1", RSHNL_PAPER, "method", {"self_paced": "hard"}, "RSHNL with the hard self-paced regulariser"),
+    ("rshnl-temp", "rshnl:RSHNL", "1", RSHNL_PAPER, "method", {"aligned_target": 0.9}, "RSHNL variant (not the paper): logits / T, T from C so that an aligned sample reaches y^T p = 0.9"),
     ("nrch", "nrch:NRCH", "1", NRCH_PAPER, "method", {}, "robust contrastive hashing + dynamic noise separator (GMM)"),
 )

@@ -16,6 +16,7 @@ from cmh_bench.methods import RSHNL_PAPER
 from cmh_bench.methods.rshnl import (
     RSHNL,
     adam,
+    aligned_mass,
     cal_per_sample,
     centre_net,
     chl_loss,
@@ -24,7 +25,10 @@ from cmh_bench.methods.rshnl import (
     q_robust,
     self_paced_loss,
     self_paced_weights,
+    temperature_for_mass,
+    weight_cap,
 )
+from cmh_bench.registry import get_method
 
 E = math.e
 
@@ -59,6 +63,75 @@ def test_class_probabilities_softmax_without_temperature():
     h = torch.tensor([[1.0, 0.0]])
     centres = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert close(class_probabilities(h, centres), [[E / (E + 1), 1 / (E + 1)]])
+
+
+def test_class_probabilities_with_a_temperature():
+    h = torch.tensor([[1.0, 0.0]])
+    centres = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # logits [1, 0] / 0.5 = [2, 0]
+    assert close(class_probabilities(h, centres, 0.5), [[E**2 / (E**2 + 1), 1 / (E**2 + 1)]])
+
+
+def test_cal_on_one_hot_labels_is_the_authors_formula():
+    """Single-label data: ℓ_i = g(p¹_i[c_i]) + g(p²_i[c_i]), p = softmax(h Wᵀ) with no temperature,
+    written out with math.exp (the published form that ``rshnl`` keeps)."""
+    gen = torch.Generator().manual_seed(1)
+    unit = lambda *shape: torch.nn.functional.normalize(torch.randn(*shape, generator=gen), dim=1)  # noqa: E731
+    h_image, h_text, centres = unit(4, 6), unit(4, 6), unit(5, 6)
+    classes = [0, 3, 3, 4]
+    y = torch.nn.functional.one_hot(torch.tensor(classes), 5).float()
+    q = 0.01
+
+    def authors(h, i):
+        logits = [sum(a * b for a, b in zip(h[i].tolist(), w)) for w in centres.tolist()]
+        p = math.exp(logits[classes[i]]) / sum(math.exp(v) for v in logits)
+        return (1 - q) * (1 - p**q) / q + q * (1 - p)
+
+    expected = [authors(h_image, i) + authors(h_text, i) for i in range(4)]
+    got = cal_per_sample(class_probabilities(h_image, centres), class_probabilities(h_text, centres), y, q)
+    assert close(got, expected)
+
+
+def aligned_probabilities(n_classes, n_positive, temperature=1.0):
+    """A sample whose code lies on its k positive centres, with every other centre antipodal."""
+    h = torch.tensor([[1.0, 0.0]])
+    centres = torch.tensor([[1.0, 0.0]] * n_positive + [[-1.0, 0.0]] * (n_classes - n_positive))
+    labels = torch.zeros(1, n_classes)
+    labels[0, :n_positive] = 1
+    return class_probabilities(h, centres, temperature), labels
+
+
+@pytest.mark.parametrize("n_classes, n_positive, temperature", [(10, 1, 1.0), (80, 1, 1.0), (80, 3, 1.0), (24, 4, 0.375)])
+def test_aligned_mass_and_weight_cap_match_an_aligned_sample(n_classes, n_positive, temperature):
+    p, y = aligned_probabilities(n_classes, n_positive, temperature)
+    mass = (p * y).sum().item()
+    assert abs(aligned_mass(n_classes, n_positive, temperature) - mass) < 1e-6
+    w = self_paced_weights(cal_per_sample(p, p, y, 0.01), 5.0)
+    assert abs(weight_cap(n_classes, n_positive, 5.0, 0.01, temperature) - w.item()) < 1e-5
+
+
+def test_weight_cap_by_hand():
+    # C = 10, one positive, T = 1: a = e / (e + 9/e) = e² / (e² + 9); q = 1/2: g(a) = 1 - √a + (1 - a)/2
+    a = E**2 / (E**2 + 9)
+    assert abs(aligned_mass(10, 1) - a) < 1e-12
+    assert abs(weight_cap(10, 1, 5.0, 0.5) - (1 - 2 * (1 - math.sqrt(a) + 0.5 * (1 - a)) / 5)) < 1e-6
+    # the caps quoted in the class docstring (q = 0.01, γ = 5)
+    assert [round(weight_cap(c, 1, 5.0, 0.01), 2) for c in (10, 21, 24, 80, 255)] == [0.68, 0.48, 0.44, 0.03, 0.0]
+
+
+@pytest.mark.parametrize("n_classes", [2, 10, 24, 80, 255])
+def test_temperature_for_mass_reaches_the_target(n_classes):
+    t = temperature_for_mass(n_classes, 0.9)
+    assert abs(aligned_mass(n_classes, 1, t) - 0.9) < 1e-9
+    assert t < 1 and aligned_mass(n_classes, 1, 0.99 * t) > 0.9
+    published = E**2 / (E**2 + n_classes - 1)  # the mass T = 1 gives
+    assert abs(temperature_for_mass(n_classes, published) - 1.0) < 1e-9
+
+
+@pytest.mark.parametrize("n_classes, target", [(1, 0.9), (10, 1.0), (10, 0.0)])
+def test_temperature_for_mass_rejects_impossible_targets(n_classes, target):
+    with pytest.raises(UserError, match="aligned_target"):
+        temperature_for_mass(n_classes, target)
 
 
 def test_cal_per_sample_uses_the_mass_on_all_positive_classes():
@@ -156,6 +229,8 @@ def test_published_defaults_and_quick_profile():
     assert (paper.warmup_epochs, paper.self_paced) == (5, "linear")
     quick = resolve_hparams(RSHNL, "quick")
     assert quick.epochs > quick.warmup_epochs and quick.lr == paper.lr
+    assert paper.aligned_target == 0.0  # no temperature in the published form
+    assert get_method("rshnl-temp").variant == {"aligned_target": 0.9}
     assert (RSHNL.version, RSHNL.paper, RSHNL.family) == ("1", RSHNL_PAPER, "rshnl")
 
 
@@ -205,6 +280,16 @@ def test_sample_weights_after_the_warm_up(kind):
     # after the warm-up the CAL term carries the regulariser, so it drops below the plain loss
     assert log[1]["cal"] < 0 < log[0]["cal"]
     assert all(math.isfinite(v) for row in log for v in row.values())
+
+
+@pytest.mark.parametrize("target", [0.0, 0.9])
+def test_trained_weights_stay_under_the_cap(target):
+    """Every sample's linear weight is at most the cap for its number of (noisy) positives."""
+    method, train, _ = fit({"warmup_epochs": 1, "aligned_target": target}, 3)
+    expected_t = temperature_for_mass(train.n_classes, target) if target else 1.0
+    assert method.temperature == expected_t
+    caps = torch.tensor([weight_cap(train.n_classes, int(k), 5.0, 0.01, expected_t) for k in train.labels.sum(1)])
+    assert (method.sample_weights() <= caps + 1e-6).all()
 
 
 def test_unknown_self_paced_variant_is_a_user_error():
