@@ -1,7 +1,8 @@
 """The training harness: runs one cell end to end and returns its result record.
 
 It owns everything a method must not reimplement: loading the dataset, injecting label noise
-(the method sees only the noisy training labels), seeding (noise seed and training seed are
+(the method sees only the noisy training labels; a label-free method, ``uses_labels = False``, sees
+none: its TrainSet raises on ``labels``), seeding (noise seed and training seed are
 separate), choosing the device and moving the data there once, mixed precision where the device
 supports it, calling ``fit``, encoding queries and database, evaluation, noise-detection scoring
 of the method's sample weights, wall time and peak memory, and the record (cmh_bench.record).
@@ -22,7 +23,7 @@ from cmh_bench.catalog import ensure_dataset
 from cmh_bench.cell import Cell
 from cmh_bench.dataset import LoadedSplit, load_split
 from cmh_bench.device import resolve_device
-from cmh_bench.method import MODALITIES, EncodeInput, HashingMethod, RunContext, TrainSet, resolve_hparams
+from cmh_bench.method import MODALITIES, EncodeInput, HashingMethod, LabelFreeTrainSet, RunContext, TrainSet, resolve_hparams
 from cmh_bench.metrics import evaluate
 from cmh_bench.noise import inject_noise, get_noise_model
 from cmh_bench.record import build_record, peak_memory
@@ -62,6 +63,7 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
     )
     uses_clean = method_cls.uses_clean_labels or entry.role == "upper-bound"
     train_labels = data.train.labels if uses_clean else noisy.labels
+    label_free = not method_cls.uses_labels
 
     if cell.threads:
         torch.set_num_threads(cell.threads)
@@ -69,9 +71,10 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
     torch.manual_seed(cell.seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    train = TrainSet(*(_to_device(a, device) for a in (data.train.image, data.train.text, train_labels)))
+    features = (_to_device(data.train.image, device), _to_device(data.train.text, device))
+    train = LabelFreeTrainSet(*features) if label_free else TrainSet(*features, _to_device(train_labels, device))
     parts = {part: _encode_input(getattr(data, part), device, uses_clean) for part in ("query", "database")}
-    method = method_cls(hp, cell.bits, train.image.shape[1], train.text.shape[1], train.n_classes)
+    method = method_cls(hp, cell.bits, train.image.shape[1], train.text.shape[1], data.train.labels.shape[1])
 
     epochs: list[dict] = []
     best: dict = {}
@@ -116,7 +119,7 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
         entry=entry,
         method_version=str(method_cls.version),
         hparams=asdict(hp) if hp is not None else {},
-        labels_used="clean" if uses_clean else "noisy",
+        labels_used="none" if label_free else "clean" if uses_clean else "noisy",
         dataset=data,
         noise={"model": cell.noise, "version": noise_model.version, "seed": cell.effective_noise_seed, **noisy.stats},
         metrics=metrics,

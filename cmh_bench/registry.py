@@ -24,7 +24,7 @@ from pathlib import Path
 from cmh_bench.errors import UserError
 
 ENTRY_POINT_GROUP = "cmh_bench.methods"
-ROLES = ("method", "reference", "upper-bound")
+ROLES = ("method", "label-free", "reference", "upper-bound")
 
 
 @dataclass(frozen=True)
