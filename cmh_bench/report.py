@@ -320,17 +320,21 @@ def _mean_ranks(cells: dict[str, list[Shown]]) -> dict[str, float]:
 
 
 def _reported_rows(reported: pd.DataFrame, keys: list[tuple]) -> tuple[list, list[str]]:
-    """Rows "<method> (reported) [k]" of the published numbers at the table's (rate, bits) columns, and their notes."""
+    """Rows "<method> (reported) [k]" of the published numbers at the table's (rate, bits) columns, and their notes:
+    one note [k] per (source, protocol), naming every method of that source shown in the table."""
     position = {(round(rate, 6), int(bits)): j for j, (rate, bits) in enumerate(keys)}
-    rows, notes = [], []
+    rows, shown = [], {}  # shown: (source, protocol) -> methods, in note order
     for (method, source, protocol), part in reported.groupby(["method", "source", "protocol"], sort=True):
         values = {position[key]: value for key, value in zip(zip(part.rate.round(6), part.bits.astype(int)), part["map"])
                   if key in position}
         if values:
-            k = len(notes) + 1
+            methods = shown.setdefault((source, protocol), [])
+            methods.append(method)
+            k = list(shown).index((source, protocol)) + 1
             cells = [Shown("value", values[j]) if j in values else Shown("missing") for j in range(len(keys))]
             rows.append(("reported", f"{method} (reported) [{k}]", cells))
-            notes.append(f"[{k}] {method} as published: {source}. Their protocol: {protocol}.")
+    notes = [f"[{k}] {', '.join(methods)} as published: {source}. Their protocol: {protocol}."
+             for k, ((source, protocol), methods) in enumerate(shown.items(), start=1)]
     return rows, notes
 
 

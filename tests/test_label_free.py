@@ -82,3 +82,17 @@ def test_the_report_ranks_label_free_rows_in_their_own_group(records, tmp_path):
     best_row = next(line for line in table.splitlines() if line.startswith(f"| {best}+hp-"))
     assert best_row.count("**") == 4  # bold in both columns among the label-free rows (no ranked row here)
     assert "**Label-free rows**" in text
+
+
+def test_nacd_rows_are_reported_under_a_redundant_table_of_a_real_dataset(records, tmp_path):
+    """A ucch record relabelled as MIRFlickr, redundant 1.0, 32 bits: its table carries NACD's published rows."""
+    source = next(rec for cell, rec in records.items() if cell.method == "ucch")
+    cell = Cell(dataset="mirflickr", method="ucch", bits=32, noise="redundant", rate=1.0, profile="quick")
+    write_record(tmp_path / "results", cell, {**source, "cell": {**cell.key(), "method_version": "1"}})
+    render_report(tmp_path / "results", tmp_path / "out")
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert "### mirflickr · redundant" in text
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if "(reported) [1]" in line}
+    assert set(rows) == {f"{m} (reported) [1]" for m in ("dgcpn", "djsrh", "nrch", "rshnl", "ucch")}
+    assert rows["ucch (reported) [1]"].endswith(" .710 |") and rows["dgcpn (reported) [1]"].endswith(" .692 |")  # NACD Table 1, Flickr
+    assert "[1] dgcpn, djsrh, nrch, rshnl, ucch as published: Neighbor-aware Contrastive Disambiguation" in text
