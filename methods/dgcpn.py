@@ -41,23 +41,25 @@ def neighbour_distributions(image: torch.Tensor, text: torch.Tensor, text_weight
     k largest entries, drop the largest (normally the item itself), and divide the rest by their sum.
 
     Computed in blocks of max(1, block_entries // N) rows (one matmul of the weighted unit features
-    against all rows per block, then torch.topk), so no N × N matrix exists: the extra memory is one
-    block of similarities plus the N × (k − 1) result. Raises ValueError if a kept entry of S₁ is not
-    positive (signed features, where P would not be a distribution).
+    against all rows per block, then torch.topk), so no N × N matrix exists: the extra memory is the
+    weighted unit features (N × (d_I + d_T)), one block of similarities and its top k, and the
+    N × (k − 1) result, filled in place. Raises ValueError if a kept entry of S₁ is not positive
+    (signed features, where P would not be a distribution).
     """
     n = image.shape[0]
     z = torch.cat([(1 - text_weight) ** 0.5 * F.normalize(image.float(), dim=1),
                    text_weight ** 0.5 * F.normalize(text.float(), dim=1)], dim=1)
     rows = max(1, block_entries // n)
-    values, indices = [], []
+    values = torch.empty(n, k - 1, device=z.device)
+    indices = torch.empty(n, k - 1, dtype=torch.int32, device=z.device)
     for start in range(0, n, rows):
         top = (z[start : start + rows] @ z.T).topk(k, dim=1)
-        kept, where = top.values[:, 1:], top.indices[:, 1:]
+        kept = top.values[:, 1:]
         if not (kept > 0).all():
             raise ValueError("DGCPN: a kept first-order similarity is not positive; P would not be a distribution")
-        values.append(kept / kept.sum(1, keepdim=True))
-        indices.append(where.to(torch.int32))
-    return torch.cat(values), torch.cat(indices)
+        values[start : start + rows] = kept / kept.sum(1, keepdim=True)
+        indices[start : start + rows] = top.indices[:, 1:]
+    return values, indices
 
 
 def batch_target(p_values: torch.Tensor, p_indices: torch.Tensor, idx: torch.Tensor, image: torch.Tensor,
@@ -155,9 +157,11 @@ class DGCPN(TwoNetHashing):
     (the published 2000 of 5000 and scale / k = 2), logged per epoch as ``graph_k`` / ``graph_scale``;
     a fixed 100 epochs and the final one, without early stopping on clean validation labels (the
     per-dataset pilot the spec asks for was not run); no label-based batch logging; a guard that
-    every kept first-order similarity is positive; sign(0) = +1. Memory: P holds N (k − 1) values and
-    int32 indices, 3.2 (k/N) N² bytes, so at N far above the benchmark's ~10k training items give a
-    fixed ``neighbours`` (e.g. the literal 2000).
+    every kept first-order similarity is positive; sign(0) = +1. Memory: P holds N (k − 1) float32
+    values and int32 indices, about 8 k N bytes: 3.2 N² at the default k = 0.4 N, hardly less than a
+    dense N × N float32 matrix (4 N²; measured at N = 10k: 0.93 GB extra, benchmarks/bench_cscc.py),
+    so at N far above the benchmark's ~10k training items give a fixed ``neighbours`` (e.g. the
+    published 2000), which makes P grow linearly in N.
 
     Quick profile (provisional until ``cmh-bench tune`` regenerates it): width 512 instead of 4096
     and 30 epochs instead of 100; every mechanism on.
