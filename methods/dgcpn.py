@@ -137,6 +137,16 @@ def hash_net(in_dim: int, hidden: int, bits: int, dropout: float) -> nn.Sequenti
                          nn.Linear(hidden, bits), nn.Tanh())
 
 
+def dgcpn_nets(image_dim: int, text_dim: int, hp: DGCPNHparams, bits: int, generator: torch.Generator) -> nn.ModuleDict:
+    """The image and text :func:`hash_net`; the text output weights drawn from N(0, ``hp.text_init_std``²)."""
+    nets = nn.ModuleDict({"image": hash_net(image_dim, hp.hidden, bits, hp.dropout),
+                          "text": hash_net(text_dim, hp.hidden, bits, hp.dropout)})
+    with torch.no_grad():
+        weight = nets["text"][3].weight
+        weight.copy_(torch.randn(weight.shape, generator=generator) * hp.text_init_std)
+    return nets
+
+
 class DGCPN(TwoNetHashing):
     """Deep graph-neighbour coherence preserving network, after the authors' code (specs/unsupervised.md §3).
 
@@ -178,14 +188,7 @@ class DGCPN(TwoNetHashing):
         """Build the two nets, their SGD optimisers and the neighbour distributions P of the training set."""
         hp = self.hp
         self.ctx = ctx
-        self.nets = nn.ModuleDict({
-            "image": hash_net(self.image_dim, hp.hidden, self.bits, hp.dropout),
-            "text": hash_net(self.text_dim, hp.hidden, self.bits, hp.dropout),
-        })
-        with torch.no_grad():
-            weight = self.nets["text"][3].weight
-            weight.copy_(torch.randn(weight.shape, generator=ctx.generator) * hp.text_init_std)
-        self.nets.to(ctx.device)
+        self.nets = dgcpn_nets(self.image_dim, self.text_dim, hp, self.bits, ctx.generator).to(ctx.device)
         self.optimizers = {
             m: torch.optim.SGD(self.nets[m].parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
             for m in ("image", "text")

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from cmh_bench.method import RunContext, TrainSet
 from cmh_bench.methods import UCCH_PAPER
-from cmh_bench.methods._common import EpochMeans, HashNet, TwoNetHashing, adam, mlp
+from cmh_bench.methods._common import EpochMeans, TwoNetHashing, adam, hash_nets
 
 LR_MILESTONES = (30, 60, 90, 120)  # the authors' MultiStepLR (inactive within the published 20 epochs)
 LR_DECAY = 0.1
@@ -150,10 +150,7 @@ class UCCH(TwoNetHashing):
         """Build the two nets, the Adam optimiser and the random ±1/√L memory bank (N × L)."""
         hp = self.hp
         self.ctx = ctx
-        self.nets = nn.ModuleDict({
-            "image": HashNet(mlp(self.image_dim, [hp.hidden, hp.hidden], self.bits)),
-            "text": HashNet(mlp(self.text_dim, [hp.hidden], self.bits)),
-        }).to(ctx.device)
+        self.nets = hash_nets(self.image_dim, self.text_dim, hp.hidden, self.bits).to(ctx.device)
         self.optimizer = adam(self.nets.parameters(), ctx.device, lr=hp.lr, weight_decay=hp.weight_decay)
         signs = torch.randint(0, 2, (len(train), self.bits), generator=ctx.generator).float() * 2 - 1
         self.memory = (signs / math.sqrt(self.bits)).to(ctx.device)
