@@ -49,7 +49,7 @@ METRICS = {  # frame column -> what its table shows
 }
 GROUPS = {  # row group -> heading row inside a table (None: no heading); the order is the display order
     "ranked": None,
-    "label-free": "label-free (no labels read: flat across noise by construction), ranked among themselves",
+    "label-free": "label-free (no labels read), ranked among themselves",
     "optimistic": "selected on the test queries (†), not ranked",
     "reported": "reported by the authors under their protocol, not ranked",
     "reference": "reference rows, not ranked",
