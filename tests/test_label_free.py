@@ -9,12 +9,15 @@ import pytest
 import torch
 
 from cmh_bench.cell import Cell
+from cmh_bench.contract import check_method
+from cmh_bench.errors import UserError
 from cmh_bench.harness import run_cell
 from cmh_bench.method import LabelAccessError, LabelFreeTrainSet
 from cmh_bench.methods import BUILTIN_METHODS
 from cmh_bench.record import write_record
-from cmh_bench.registry import get_method
+from cmh_bench.registry import get_method, load_plugin_file
 from cmh_bench.report import load_records, render_report
+from cmh_bench.validation import check_hparams
 
 LABEL_FREE = ("ucch", "djsrh", "dgcpn")
 READER = str(Path(__file__).parent / "plugins" / "label_free_reader.py")
@@ -96,3 +99,15 @@ def test_nacd_rows_are_reported_under_a_redundant_table_of_a_real_dataset(record
     assert set(rows) == {f"{m} (reported) [1]" for m in ("dgcpn", "djsrh", "nrch", "rshnl", "ucch")}
     assert rows["ucch (reported) [1]"].endswith(" .710 |") and rows["dgcpn (reported) [1]"].endswith(" .692 |")  # NACD Table 1, Flickr
     assert "[1] dgcpn, djsrh, nrch, rshnl, ucch as published: Neighbor-aware Contrastive Disambiguation" in text
+
+
+def test_a_label_free_role_on_a_class_that_reads_labels_is_refused_up_front():
+    load_plugin_file(READER)
+    with pytest.raises(UserError, match="has role label-free but .* reads labels; set uses_labels = False"):
+        check_hparams("label-free-in-name-only", "quick", {})
+
+
+def test_cmh_bench_check_passes_a_label_free_method_and_compares_two_rates():
+    rows = check_method("djsrh")
+    assert all(passed for _, passed, _ in rows), rows
+    assert ("label-free: codes independent of the noise rate", True, "pair-swap 0.5 vs 0.2, same seeds") in rows

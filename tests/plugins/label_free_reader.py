@@ -1,5 +1,6 @@
-"""A method used only by the label-access contract test: it declares itself label-free and then
-reads the training labels anyway, which the harness must refuse."""
+"""Methods used only by the label-free contract tests: one declares uses_labels = False and then reads
+the training labels anyway (the harness must refuse), one has the label-free role without declaring
+uses_labels = False (the registry must refuse it before any cell runs)."""
 
 from cmh_bench.method import HashingMethod, RunContext, TrainSet
 from cmh_bench.registry import register_method
@@ -14,3 +15,10 @@ class LabelFreeReader(HashingMethod):
 
     def setup(self, train: TrainSet, ctx: RunContext) -> None:
         self.classes = train.labels.shape[1]
+
+
+@register_method("label-free-in-name-only", role="label-free")
+class LabelFreeInNameOnly(HashingMethod):
+    """Registered as label-free without setting uses_labels = False: refused before any cell runs."""
+
+    paper = "test"
