@@ -2,12 +2,14 @@
 
 Checks: codes are +-1 with the right shape; two runs with the same seeds give identical codes;
 every logged loss term is finite; the method trained on noisy labels (unless it is an opted-in
-upper bound); sample weights, if any, have one finite value per training sample.
+upper bound, or a label-free method, which is handed no labels and whose codes must then be the same
+at another noise rate); sample weights, if any, have one finite value per training sample.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -37,9 +39,14 @@ def check_method(name: str, plugins: tuple[str, ...] = (), bits: int = 16) -> li
     rows.append(("deterministic under the seed", same, "two runs, same seeds"))
     terms = [v for row in first["epochs"] for k, v in row.items() if k.startswith("loss") and isinstance(v, float)]
     rows.append(("loss terms finite", all(math.isfinite(v) for v in terms), f"{len(terms)} logged values"))
-    expected = "clean" if entry.role == "upper-bound" else "noisy"
+    expected = {"upper-bound": "clean", "label-free": "none"}.get(entry.role, "noisy")
     used = first["method"]["labels_used"]
-    rows.append(("trains on noisy labels only (clean only for upper bounds)", used == expected, f"labels used: {used}"))
+    rows.append(("trains on noisy labels only (clean only for upper bounds, none for label-free)", used == expected,
+                 f"labels used: {used}"))
+    if used == "none":
+        other = run_cell_with_codes(replace(cell, rate=0.2))
+        same_codes = all(np.array_equal(codes[k], getattr(other.codes, k)) for k in codes)
+        rows.append(("label-free: codes independent of the noise rate", same_codes, "pair-swap 0.5 vs 0.2, same seeds"))
     detection = first.get("noise_detection")
     if detection is not None:
         total = sum(detection["clean"]) + sum(detection["corrupted"])

@@ -1,7 +1,8 @@
 """The training harness: runs one cell end to end and returns its result record.
 
 It owns everything a method must not reimplement: loading the dataset, injecting label noise
-(the method sees only the noisy training labels), seeding (noise seed and training seed are
+(the method sees only the noisy training labels; a label-free method, ``uses_labels = False``, sees
+none: its TrainSet raises on ``labels``), seeding (noise seed and training seed are
 separate), choosing the device and moving the data there once, mixed precision where the device
 supports it, calling ``fit``, encoding queries and database, evaluation, noise-detection scoring
 of the method's sample weights, wall time and peak memory, and the record (cmh_bench.record).
@@ -29,7 +30,7 @@ from cmh_bench.catalog import ensure_dataset
 from cmh_bench.cell import SELECTIONS, Cell
 from cmh_bench.dataset import LoadedSplit, load_split
 from cmh_bench.device import resolve_device
-from cmh_bench.method import EncodeInput, HashingMethod, RunContext, TrainSet
+from cmh_bench.method import EncodeInput, HashingMethod, LabelFreeTrainSet, RunContext, TrainSet
 from cmh_bench.noise import inject_noise, get_noise_model
 from cmh_bench.profiles import hparams_for
 from cmh_bench.record import CellOutcome, build_record, peak_memory
@@ -78,6 +79,7 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
     uses_clean = method_cls.uses_clean_labels or entry.role == "upper-bound"
     train_labels = data.train.labels if uses_clean else noisy.labels
     corrupted = noisy.corrupted[fit]
+    label_free = not method_cls.uses_labels
 
     if cell.threads:
         torch.set_num_threads(cell.threads)
@@ -85,18 +87,20 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
     torch.manual_seed(cell.seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    train = TrainSet(*(_to_device(a[fit], device) for a in (data.train.image, data.train.text, train_labels)))
+    features = (_to_device(data.train.image[fit], device), _to_device(data.train.text[fit], device))
+    train = LabelFreeTrainSet(*features) if label_free else TrainSet(*features, _to_device(train_labels[fit], device))
     test_parts = {part: _encode_input(getattr(data, part), device, uses_clean) for part in ("query", "database")}
     validation = None
     if len(val_queries):
+        # a label-free method is not selected by noisy labels either: its rule "val" is its final epoch (below)
+        noisy_rule = {} if label_free else {"val": (noisy.labels[val_queries], noisy.labels[val_database])}
         validation = ValidationPart(
             query=_encode_input(data.train, device, uses_clean, val_queries),
             database=_encode_input(data.train, device, uses_clean, val_database),
-            labels={"val": (noisy.labels[val_queries], noisy.labels[val_database]),
-                    "val-clean": (data.train.labels[val_queries], data.train.labels[val_database])},
+            labels={**noisy_rule, "val-clean": (data.train.labels[val_queries], data.train.labels[val_database])},
         )
     selection = Selection(test_parts, (data.query.labels, data.database.labels), validation)
-    method = method_cls(hp, cell.bits, train.image.shape[1], train.text.shape[1], train.n_classes)
+    method = method_cls(hp, cell.bits, train.image.shape[1], train.text.shape[1], data.train.labels.shape[1])
 
     epochs: list[dict] = []
 
@@ -129,6 +133,8 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
         if epochs:
             epochs[-1].update(final)
 
+    if label_free and validation is not None:
+        selection.chosen["val"] = selection.chosen["final"]
     selections, histograms = _selected_metrics(selection.chosen, data)
     ranked = "val" if "val" in selections else "final"
     weights = scored_weights()
@@ -139,7 +145,7 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
         entry=entry,
         method_version=str(method_cls.version),
         hparams=asdict(hp) if hp is not None else {},
-        labels_used="clean" if uses_clean else "noisy",
+        labels_used="none" if label_free else "clean" if uses_clean else "noisy",
         dataset=data,
         validation={"fraction": fraction, "seed": VALIDATION_SEED, "size": len(val_queries) + len(val_database),
                     "queries": len(val_queries), "database": len(val_database), "fit_size": len(fit), "every": cell.val_every},

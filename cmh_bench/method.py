@@ -46,7 +46,7 @@ class TrainSet:
     labels: torch.Tensor  # (N, C) float32 0/1: noisy labels (clean only for an opted-in upper bound)
 
     def __len__(self) -> int:
-        return self.labels.shape[0]
+        return self.image.shape[0]
 
     @property
     def n_classes(self) -> int:
@@ -55,6 +55,25 @@ class TrainSet:
     def features(self, modality: str) -> torch.Tensor:
         """The image or text feature matrix."""
         return self.image if modality == "image" else self.text
+
+
+class LabelAccessError(RuntimeError):
+    """A label-free method (``uses_labels = False``) read the training labels: a bug in the method."""
+
+
+class LabelFreeTrainSet(TrainSet):
+    """The TrainSet of a label-free method: the features only; reading ``labels`` raises LabelAccessError."""
+
+    def __init__(self, image: torch.Tensor, text: torch.Tensor):
+        self.image = image
+        self.text = text
+
+    @property
+    def labels(self) -> torch.Tensor:
+        raise LabelAccessError("a label-free method (uses_labels = False) read the training labels")
+
+    def __repr__(self) -> str:
+        return f"LabelFreeTrainSet(n={len(self)}, image={tuple(self.image.shape)}, text={tuple(self.text.shape)})"
 
 
 @dataclass
@@ -116,6 +135,7 @@ class HashingMethod:
     Hparams: ClassVar[type] = None  # dataclass of published defaults
     quick: ClassVar[dict[str, Any]] = {}  # overrides of the quick profile
     uses_clean_labels: ClassVar[bool] = False  # an explicit, recorded opt-in (upper bounds only)
+    uses_labels: ClassVar[bool] = True  # False: label-free; the harness hands it a LabelFreeTrainSet
 
     def __init__(self, hp, bits: int, image_dim: int, text_dim: int, n_classes: int):
         self.hp = hp

@@ -24,7 +24,7 @@ from pathlib import Path
 from cmh_bench.errors import UserError
 
 ENTRY_POINT_GROUP = "cmh_bench.methods"
-ROLES = ("method", "reference", "upper-bound")
+ROLES = ("method", "label-free", "reference", "upper-bound")
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,13 @@ class MethodEntry:
     summary: str = ""
 
     def load(self):
-        """Import and return the method class."""
+        """Import and return the method class; UserError if the role is "label-free" but the class reads labels."""
         module_name, _, class_name = self.target.partition(":")
-        return getattr(importlib.import_module(module_name), class_name)
+        cls = getattr(importlib.import_module(module_name), class_name)
+        if self.role == "label-free" and getattr(cls, "uses_labels", True):
+            raise UserError(f"method {self.name!r} ({self.source}) has role label-free but {self.target} reads labels; "
+                            "set uses_labels = False on the class or register it with another role")
+        return cls
 
 
 _decorated: dict[str, MethodEntry] = {}  # filled by register_method while a plugin module is imported

@@ -19,7 +19,8 @@ The rules (also stated in the rendered protocol):
   and no test query. The best
   mean per column is bold; a ranked row is marked tied (≈) when a one-sided Welch t-test does not
   find it below the bold one at 5 % (at least 2 seeds on each side);
-- ranked rows come first, ordered by mean rank over the table's columns, then the unranked groups
+- ranked rows come first, ordered by mean rank over the table's columns, then the label-free rows
+  (role "label-free"), ranked the same way among themselves, then the unranked groups
   (best-on-test selection, reported numbers, reference rows, upper bounds) under their own headings;
 - per (dataset, noise) a selection table shows every rule's MAP side by side (final, val, and the
   flagged val-clean and best-on-test) with its inflation over ``val``, and the training curves mark the
@@ -56,12 +57,18 @@ METRICS = {  # frame column -> what its table shows
 }
 GROUPS = {  # row group -> heading row inside a table (None: no heading); the order is the display order
     "ranked": None,
+    "label-free": "label-free (no labels read), ranked among themselves",
     "optimistic": "selected on the test queries (†), not ranked",
     "reported": "reported by the authors under their protocol, not ranked",
     "reference": "reference rows, not ranked",
     "upper-bound": "upper bounds (clean labels), never ranked",
 }
 GROUP_ORDER = {group: i for i, group in enumerate(GROUPS)}
+RANKED_GROUPS = ("ranked", "label-free")  # groups whose rows are ranked, each among its own rows
+LABEL_FREE_NOTE = ("**Label-free rows** (role label-free: UCCH, DJSRH, DGCPN): the harness hands these methods no "
+                   "labels, so their MAP does not depend on the noise model or rate; they follow the ranked rows under "
+                   "their own heading and are ranked the same way among themselves (their own bold and ≈), never "
+                   "with the noisy-label methods.")
 ALPHA = 0.05
 MIN_SEEDS_FOR_TEST = 2
 CONSTANT_SPREAD = 1e-12  # per-seed values closer than this are one constant (float noise of a mean)
@@ -194,7 +201,9 @@ def _group(role: str, labels_used: str | None, selection: str) -> str:
         return "upper-bound"
     if role == "reference":
         return "reference"
-    return "ranked" if selection in RANKABLE_SELECTIONS else "optimistic"
+    if selection not in RANKABLE_SELECTIONS:
+        return "optimistic"
+    return "label-free" if role == "label-free" else "ranked"
 
 
 def aggregate(frame: pd.DataFrame, value: str, columns: tuple[str, ...] = CELL_COLUMNS) -> pd.DataFrame:
@@ -253,11 +262,11 @@ def build_table(title: str, what: str, stats: pd.DataFrame, meta: pd.DataFrame, 
     found = dict(zip(stats.index, stats.itertuples(index=False)))
     cells = {entry: [_shown(found.get((entry, *key)), meta.selection[entry] not in RANKABLE_SELECTIONS) for key in keys]
              for entry in stats.index.unique("entry")}
-    ranked = [entry for entry in cells if meta.group[entry] == "ranked"]
     ranks = {}
-    if rank:
-        cells.update(_mark_best({entry: cells[entry] for entry in ranked}))
-        ranks = _mean_ranks({entry: cells[entry] for entry in ranked})
+    for group in RANKED_GROUPS if rank else ():
+        members = {entry: cells[entry] for entry in cells if meta.group[entry] == group}
+        cells.update(_mark_best(members))
+        ranks.update(_mean_ranks(members))
     counts = [c.n for row in cells.values() for c in row if c.kind == "value"]
     seeds = max(set(counts), key=lambda n: (counts.count(n), n), default=0)
     cells = {entry: [replace(c, show_n=c.kind == "value" and c.n != seeds) for c in row] for entry, row in cells.items()}
@@ -337,17 +346,21 @@ def _mean_ranks(cells: dict[str, list[Shown]]) -> dict[str, float]:
 
 
 def _reported_rows(reported: pd.DataFrame, keys: list[tuple]) -> tuple[list, list[str]]:
-    """Rows "<method> (reported) [k]" of the published numbers at the table's (rate, bits) columns, and their notes."""
+    """Rows "<method> (reported) [k]" of the published numbers at the table's (rate, bits) columns, and their notes:
+    one note [k] per (source, protocol), naming every method of that source shown in the table."""
     position = {(round(rate, 6), int(bits)): j for j, (rate, bits) in enumerate(keys)}
-    rows, notes = [], []
+    rows, shown = [], {}  # shown: (source, protocol) -> methods, in note order
     for (method, source, protocol), part in reported.groupby(["method", "source", "protocol"], sort=True):
         values = {position[key]: value for key, value in zip(zip(part.rate.round(6), part.bits.astype(int)), part["map"])
                   if key in position}
         if values:
-            k = len(notes) + 1
+            methods = shown.setdefault((source, protocol), [])
+            methods.append(method)
+            k = list(shown).index((source, protocol)) + 1
             cells = [Shown("value", values[j]) if j in values else Shown("missing") for j in range(len(keys))]
             rows.append(("reported", f"{method} (reported) [{k}]", cells))
-            notes.append(f"[{k}] {method} as published: {source}. Their protocol: {protocol}.")
+    notes = [f"[{k}] {', '.join(methods)} as published: {source}. Their protocol: {protocol}."
+             for k, ((source, protocol), methods) in enumerate(shown.items(), start=1)]
     return rows, notes
 
 
@@ -522,6 +535,8 @@ def _protocol(frame: pd.DataFrame) -> str:
         "their split and noise draw), reference rows (floor, chance) and upper bounds (label oracle, methods "
         "trained on clean labels).",
     ]
+    if (frame.group == "label-free").any():
+        items.append(LABEL_FREE_NOTE)
     return "## Protocol\n\n" + "\n".join(f"- {item}" for item in items)
 
 

@@ -2,7 +2,8 @@
 
 One YAML file per paper: ``method``, ``source`` (paper, authors, venue, doi), ``protocol`` (split,
 noise, metric, model selection), ``bits`` and a ``table`` of rows ``{dataset, rate, map: [one per
-bits]}``; the noise model is ``protocol.noise``. Reports show them beside measured results, never
+bits]}``; the noise model is ``protocol.noise``. A paper that prints rows of several methods (e.g.
+NACD's table) gives each row its own ``method`` instead of the top-level one. Reports show them beside measured results, never
 ranked with them: the papers' protocols differ from the benchmark's (see ``protocol``).
 """
 
@@ -38,7 +39,7 @@ def _rows(name: str, doc: dict) -> list[dict]:
             if len(row["map"]) != len(doc["bits"]):
                 raise ValueError(f"{row['dataset']} rate {row['rate']}: {len(row['map'])} values for {len(doc['bits'])} bit lengths")
             rows += [
-                {"method": doc["method"], "dataset": row["dataset"], "noise": doc["protocol"]["noise"],
+                {"method": row.get("method") or doc["method"], "dataset": row["dataset"], "noise": doc["protocol"]["noise"],
                  "rate": float(row["rate"]), "bits": int(bits), "map": float(value),
                  "source": source, "protocol": protocol}
                 for bits, value in zip(doc["bits"], row["map"])

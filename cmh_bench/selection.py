@@ -23,7 +23,9 @@ model, so their noisy-label MAP tracks retrieval quality. Each evaluation costs 
 V held-out items and a (V/2 × V/2) ranking.
 
 Each rule keeps the test codes of its best epoch (the earliest on ties); ``final`` is the last
-evaluated epoch, which is the last epoch trained.
+evaluated epoch, which is the last epoch trained. A label-free method (``uses_labels = False``) is not
+selected by noisy labels either: the harness gives it no ``val`` labels and records its final epoch as
+its ``val`` selection, so its row stays independent of the noise rate and model.
 """
 
 from __future__ import annotations
@@ -123,6 +125,5 @@ class Selection:
                 self.chosen[rule] = Chosen(epoch, score, codes)
         self.chosen["final"] = Chosen(epoch, None, codes)
         entries = {"map_i2t": test["i2t"]["map"], "map_t2i": test["t2i"]["map"]}
-        if self.validation is not None:
-            entries.update(val_map=scores["val"], val_clean_map=scores["val-clean"])
+        entries.update({f"{rule.replace('-', '_')}_map": scores[rule] for rule in ("val", "val-clean") if rule in scores})
         return entries

@@ -3,7 +3,8 @@
 Each row names a registered method: where its class lives (module in this package : class), the
 hyper-parameter overrides that make it a variant (ablations are variants of one class, not copies),
 its role in reports, and the class's version and paper (a test checks they match the class).
-Roles: "method" (ranked), "reference" (floor / chance rows, not ranked), "upper-bound" (trained or
+Roles: "method" (ranked), "label-free" (never reads labels: ranked among themselves, in their own
+group), "reference" (floor / chance rows, not ranked), "upper-bound" (trained or
 coded with clean labels, never ranked with the noisy-label methods).
 """
 
@@ -11,6 +12,9 @@ SCBCH_PAPER = "Peng et al., SCBCH, arXiv 2511.07780 (AAAI 2026)"
 DCMH_PAPER = "Jiang & Li, DCMH, CVPR 2017"
 RSHNL_PAPER = "Pu et al., RSHNL, AAAI 2025 (arXiv 2501.01699)"
 NRCH_PAPER = "Wang et al., NRCH, ACM MM 2024 (doi 10.1145/3664647.3680564)"
+UCCH_PAPER = "Hu et al., UCCH, IEEE TPAMI 2023 (doi 10.1109/TPAMI.2022.3177356)"
+DJSRH_PAPER = "Su et al., DJSRH, ICCV 2019 (doi 10.1109/ICCV.2019.00312)"
+DGCPN_PAPER = "Yu et al., DGCPN, AAAI 2021 (doi 10.1609/aaai.v35i5.16592)"
 REFERENCE = "reference row (specs/baselines.md)"
 
 BUILTIN_METHODS = (
@@ -30,4 +34,7 @@ BUILTIN_METHODS = (
     ("rshnl-hard", "rshnl:RSHNL", "1", RSHNL_PAPER, "method", {"self_paced": "hard"}, "RSHNL with the hard self-paced regulariser"),
     ("rshnl-temp", "rshnl:RSHNL", "1", RSHNL_PAPER, "method", {"aligned_target": 0.9}, "RSHNL variant (not the paper): logits / T, T from C so that an aligned sample reaches y^T p = 0.9"),
     ("nrch", "nrch:NRCH", "1", NRCH_PAPER, "method", {}, "robust contrastive hashing + dynamic noise separator (GMM)"),
+    ("ucch", "ucch:UCCH", "1", UCCH_PAPER, "label-free", {}, "label-free reference: contrastive hashing against binary memory keys + cross-modal ranking"),
+    ("djsrh", "djsrh:DJSRH", "1", DJSRH_PAPER, "label-free", {}, "label-free reference: codes reconstruct a per-batch joint-semantics feature affinity"),
+    ("dgcpn", "dgcpn:DGCPN", "1", DGCPN_PAPER, "label-free", {}, "label-free reference: codes reconstruct a graph-neighbour coherence target"),
 )

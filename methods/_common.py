@@ -1,4 +1,5 @@
-"""Small pieces shared by the method plugins: MLP hash networks with their unit-tanh output head,
+"""Small pieces shared by the method plugins: MLP hash networks with their unit-tanh output head
+(and the image/text pair of them that SCBCH and UCCH use),
 the sign-code encoder of a two-network method, per-epoch running means of the loss terms, and Adam
 with the fused kernel where the device has one."""
 
@@ -54,6 +55,15 @@ class HashNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return unit_tanh(self.body(x))
+
+
+def hash_nets(image_dim: int, text_dim: int, hidden: int, bits: int) -> nn.ModuleDict:
+    """The two hash networks, PyTorch default init, each followed by u = tanh(f(x)) / ‖tanh(f(x))‖₂:
+    image Linear(d_img, h) → ReLU → Linear(h, h) → ReLU → Linear(h, L); text Linear(d_txt, h) → ReLU → Linear(h, L)."""
+    return nn.ModuleDict({
+        "image": HashNet(mlp(image_dim, [hidden, hidden], bits)),
+        "text": HashNet(mlp(text_dim, [hidden], bits)),
+    })
 
 
 class TwoNetHashing(HashingMethod):

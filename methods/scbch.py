@@ -23,7 +23,7 @@ from torch import nn
 
 from cmh_bench.errors import UserError
 from cmh_bench.method import MODALITIES, RunContext, TrainSet
-from cmh_bench.methods._common import EpochMeans, HashNet, TwoNetHashing, adam, mlp
+from cmh_bench.methods._common import EpochMeans, TwoNetHashing, adam, hash_nets
 
 EPS = 1e-8  # the authors' constant in the Jaccard and CSCC denominators
 CSCC_BLOCK_ENTRIES = 1 << 24  # similarities held at once by the CSCC neighbour search (64 MB in float32)
@@ -176,15 +176,6 @@ def cscc_weights(
 
 
 # ---------------------------------------------------------------------------------- networks
-
-
-def hash_nets(image_dim: int, text_dim: int, hidden: int, bits: int) -> nn.ModuleDict:
-    """The two hash networks, PyTorch default init, each followed by u = tanh(f(x)) / ‖tanh(f(x))‖₂:
-    image Linear(d_img, h) → ReLU → Linear(h, h) → ReLU → Linear(h, L); text Linear(d_txt, h) → ReLU → Linear(h, L)."""
-    return nn.ModuleDict({
-        "image": HashNet(mlp(image_dim, [hidden, hidden], bits)),
-        "text": HashNet(mlp(text_dim, [hidden], bits)),
-    })
 
 
 def classifier_head(bits: int, n_classes: int) -> nn.Linear:
