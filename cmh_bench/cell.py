@@ -2,11 +2,13 @@
 
 The record of a cell lives at
 
-    <results>/<profile>/<dataset>[@<split>]/<noise>-<rate>/<bits>bit/<method>[+<options>]/seed<k>[-noise<j>].json
+    <results>/<profile>/<dataset>[@<split>]/<noise>[-<sha>]-<rate>/<bits>bit/<method>[+<options>]/seed<k>[-noise<j>].json
 
 so the path is the key: the runner resumes by skipping cells whose record is complete.
 ``<options>`` appears only when the cell departs from the defaults (hyper-parameter overrides,
-best-on-test selection), so default runs have the short path of DESIGN.md.
+best-on-test selection), so default runs have the short path of DESIGN.md. A dataset given as a
+path appears as its file's stem plus a hash of the path (cmh_bench.catalog.dataset_label); a noise
+file (noise model ``file``) as the first 12 hex digits of its SHA-256, which is also in the key.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Cell:
     profile: str = "quick"
     selection: str = "final"
     hparams: tuple[tuple[str, str], ...] = ()  # user overrides, sorted (key, value) pairs
+    noise_file: str | None = None  # noise model "file": PATH[:KEY] of the given noisy labels (keyed by its SHA-256)
     # execution fields: how and where, not what
     device: str = "auto"
     mixed_precision: bool = False
@@ -59,11 +62,23 @@ class Cell:
             "noise_seed": self.effective_noise_seed, "bits": self.bits, "method": self.method,
             "hparams": dict(self.hparams), "seed": self.seed, "profile": self.profile,
             "selection": self.selection,
+            **({"noise_file_sha256": self.noise_file_sha256} if self.noise_file else {}),
         }
+
+    @property
+    def noise_file_sha256(self) -> str | None:
+        """The SHA-256 of the noise file's bytes (None without one)."""
+        from cmh_bench.filehash import file_sha256
+        from cmh_bench.matrices import parse_ref
+
+        return file_sha256(parse_ref(self.noise_file)[0]) if self.noise_file else None
 
     def relative_path(self) -> Path:
         """The record's path below the results directory (see the module docstring)."""
-        dataset = self.dataset + (f"@{self.split}" if self.split else "")
+        from cmh_bench.catalog import dataset_label
+
+        dataset = dataset_label(self.dataset) + (f"@{self.split}" if self.split else "")
+        noise = self.noise + (f"-{self.noise_file_sha256[:12]}" if self.noise_file else "")
         method = self.method
         if self.hparams:
             digest = hashlib.sha1(json.dumps(dict(self.hparams), sort_keys=True).encode()).hexdigest()[:8]
@@ -71,7 +86,7 @@ class Cell:
         if self.selection != "final":
             method += f"+{self.selection}"
         seed = f"seed{self.seed}" + (f"-noise{self.noise_seed}" if self.noise_seed not in (None, self.seed) else "")
-        return Path(self.profile, dataset, f"{self.noise}-{self.rate:g}", f"{self.bits}bit", method, f"{seed}.json")
+        return Path(self.profile, dataset, f"{noise}-{self.rate:g}", f"{self.bits}bit", method, f"{seed}.json")
 
     def to_dict(self) -> dict:
         """All fields, JSON-serialisable (tuples become lists)."""

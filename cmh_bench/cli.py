@@ -95,15 +95,22 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
 
 @list_app.command("datasets")
 def list_datasets() -> None:
-    """Datasets with a card, and whether their file is present in the data directory."""
+    """Datasets with a card (and whether their file is present), then every card-less file of the data directory."""
     from cmh_bench.cards import all_cards
-    from cmh_bench.catalog import data_dir, dataset_path
+    from cmh_bench.catalog import cardless_files, data_dir, dataset_path
+    from cmh_bench.dataset import read_info
 
     rows = []
     for card in all_cards().values():
         present = dataset_path(card.name).is_file()
         status = "present" if present else ("generated on first use" if card.kind == "synthetic" else "not imported")
         rows.append([card.name, card.kind, card.title, str(card.classes), status])
+    for path in cardless_files():
+        try:
+            info = read_info(path)
+            rows.append([path.stem, "no card", info.name, str(info.n_classes), "present"])
+        except UserError as error:
+            rows.append([path.stem, "no card", "", "", f"invalid: {error}"])
     console.print(_table(f"datasets (data directory: {data_dir()})", ["name", "kind", "title", "classes", "file"], rows))
 
 
@@ -117,11 +124,12 @@ def list_noise() -> None:
 
 
 @data_app.command("info")
-def data_info(file: Path = typer.Argument(..., help="A cmh-bench dataset file (.h5).")) -> None:
+def data_info(dataset: str = typer.Argument(..., help="A dataset name (see `cmh-bench list datasets`) or a dataset file (.h5).")) -> None:
     """Validate a dataset file and print its summary."""
+    from cmh_bench.catalog import ensure_dataset
     from cmh_bench.dataset import read_info
 
-    info = read_info(file)
+    info = read_info(ensure_dataset(dataset))
     console.print(f"[bold]{info.name}[/bold]  ({info.path})")
     console.print(f"source: {info.source}")
     if info.description:
@@ -164,6 +172,7 @@ def data_import(
     out: Optional[Path] = typer.Option(None, help="Output file (default: <data dir>/NAME.h5, NAME of the variant)."),
     variant: Optional[str] = typer.Option(None, help="A variant of the card (nus-wide: tc21 (default) or tc10, written as nus-wide-tc10)."),
     seed: int = typer.Option(0, help="Seed of the 'random' split preset."),
+    allow_width: bool = typer.Option(False, "--allow-width", help="Accept image / text features of another width than the card's (recorded in the file)."),
 ) -> None:
     """Import a real dataset from its public files (see docs/real-data.md)."""
     from cmh_bench.catalog import data_dir
@@ -174,7 +183,39 @@ def data_import(
         check_writable(data_dir(), "data directory", folder=True)
     else:
         check_writable(out, "--out", folder=False)
-    console.print(f"wrote {import_dataset(name, source, out, variant=variant, seed=seed)}")
+    console.print(f"wrote {import_dataset(name, source, out, variant=variant, seed=seed, allow_width=allow_width)}")
+
+
+@data_app.command("pack")
+def data_pack(
+    name: str = typer.Option(..., help="The dataset name."),
+    image: str = typer.Option(..., help="Image features: FILE (.npy, or a file with one matrix) or FILE:KEY (.npy, .mat v5/v7.3, HDF5); FILE:A+B stacks parts, the last is the test part."),
+    text: str = typer.Option(..., help="Text features, as --image."),
+    labels: str = typer.Option(..., help="0/1 labels (items x classes), as --image."),
+    out: Optional[Path] = typer.Option(None, help="Output file (default: <data dir>/NAME.h5)."),
+    split: Optional[str] = typer.Option(None, help="Split presets, comma-separated: nrch, ucch, random (need --query, --train) or file (the parts of A+B); default: file for parts, else nrch."),
+    query: Optional[int] = typer.Option(None, help="Query size Q of the presets."),
+    train: Optional[int] = typer.Option(None, help="Training size T of the presets."),
+    query_index: Optional[str] = typer.Option(None, help="Query rows: an index file FILE[:KEY] (with --train-index and --database-index; preset 'given')."),
+    train_index: Optional[str] = typer.Option(None, help="Training rows: an index file FILE[:KEY]."),
+    database_index: Optional[str] = typer.Option(None, help="Database rows: an index file FILE[:KEY]."),
+    index_base: int = typer.Option(0, help="0 if the index files count rows from 0 (numpy), 1 if from 1 (MATLAB)."),
+    class_names: Optional[str] = typer.Option(None, help="A text file with one class name per line, or NAME,NAME,... (default: class00, class01, ...)."),
+    seed: int = typer.Option(0, help="Seed of the 'random' split preset."),
+) -> None:
+    """Build a dataset file from image / text / label arrays you already have (.npy, .mat, HDF5)."""
+    from cmh_bench.catalog import dataset_path
+    from cmh_bench.pack import pack_dataset
+    from cmh_bench.validation import check_writable
+
+    check_writable(out or dataset_path(name), "--out", folder=False)
+    given = {"query": query_index, "train": train_index, "database": database_index}
+    path = pack_dataset(
+        name, image, text, labels, out, presets=_split_list(split, "split"), query=query, train=train,
+        index={part: ref for part, ref in given.items() if ref is not None}, index_base=index_base,
+        class_names=class_names, seed=seed,
+    )
+    console.print(f"wrote {path}")
 
 
 @data_app.command("extract")
@@ -299,6 +340,7 @@ def run(
     noise_seed: Optional[int] = typer.Option(None, help="Fix the noise seed for every training seed (default: noise seed = seed)."),
     selection: str = typer.Option("final", help="Model selection: final (default) or best-on-test (the authors' protocol; flagged as optimistic)."),
     curve_every: int = typer.Option(5, help="Evaluate the test queries every N epochs for the record's MAP curve (0: never; never used for selection)."),
+    noise_file: Optional[str] = typer.Option(None, help="With --noise file: the noisy training labels PATH[:KEY] (e.g. the authors' noise_label/*.h5); its sha256 keys the result."),
     hp: list[str] = typer.Option([], "--hp", help="Hyper-parameter override KEY=VALUE (repeatable); recorded and part of the result path."),
     plugin: list[Path] = typer.Option([], "--plugin", help="Load methods from this Python file (repeatable)."),
     save_codes: bool = typer.Option(False, "--save-codes", help="Also write each cell's codes and distance histograms (.h5 beside the record)."),
@@ -306,7 +348,9 @@ def run(
 ) -> None:
     """Run a grid of cells (datasets x noise x rates x bits x methods x seeds); resumable."""
     from cmh_bench.backends import make_executor
+    from cmh_bench.catalog import cardless_warnings
     from cmh_bench.device import resolve_device
+    from cmh_bench.matrices import absolute_ref
     from cmh_bench.method import PROFILES
     from cmh_bench.runner import run_grid
     from cmh_bench.suites import grid_from_options
@@ -323,10 +367,14 @@ def run(
         cell_options=dict(
             profile=profile, device=device, mixed_precision=mixed_precision, split=split, noise_seed=noise_seed,
             selection=selection, curve_every=curve_every, hparams=_parse_hparams(hp),
+            noise_file=absolute_ref(noise_file) if noise_file else None,
             plugins=tuple(str(p.resolve()) for p in plugin), save_codes=save_codes,
             threads=max(1, (os.cpu_count() or 1) // max(1, jobs)),
         ),
     )
+    options = grid.cell_options
+    for line in cardless_warnings(grid.datasets, grid.methods, profile, dict(options["hparams"]), options["plugins"]):
+        console.print(f"[yellow]warning:[/yellow] {escape(line)}", soft_wrap=True)
     backend = make_executor(
         executor, jobs, results=results, address=address, dashboard=dashboard, cpus_per_cell=cpus_per_cell,
         gpus_per_cell=gpus_per_cell, partition=partition, time=time_limit,

@@ -208,7 +208,8 @@ def _validate(path: Path, f: h5py.File) -> DatasetInfo:
         )
     for key in ("name", "class_names", "source", "default_split"):
         if key not in f.attrs:
-            raise UserError(f"{where}: missing root attribute {key!r}; re-create the file with cmh-bench")
+            raise UserError(f"{where}: missing root attribute {key!r}; re-create the file with `cmh-bench data pack`, "
+                            "which reads its own arrays and splits back (FILE:image, FILE:splits/S/query, ...)")
     for key in FEATURE_KEYS:
         if key not in f or not isinstance(f[key], h5py.Dataset):
             raise UserError(f"{where}: missing dataset {key!r}; a dataset file needs image, text and labels")

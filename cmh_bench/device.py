@@ -37,3 +37,27 @@ def resolve_device(name: str) -> torch.device:
 
 def _mps_available() -> bool:
     return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def visible_gpu_ids(environ_value: str | None, count: int) -> list[str]:
+    """The GPUs this process may hand to workers, as ``CUDA_VISIBLE_DEVICES`` entries: the inherited list
+    when the variable is set (``"2,3"`` -> ["2", "3"]: workers must keep the driver's choice), else 0 … count-1."""
+    if environ_value is not None:
+        return [entry.strip() for entry in environ_value.split(",") if entry.strip()][:count] if count else []
+    return [str(i) for i in range(count)]
+
+
+def pool_gpu_assignment(gpu_ids: list[str], workers: int) -> list[str | None]:
+    """``CUDA_VISIBLE_DEVICES`` for each of ``workers`` pool workers: worker i sees only gpu_ids[i mod G]
+    (round robin; more workers than GPUs share them). None (leave it alone) with one GPU or none."""
+    if len(gpu_ids) <= 1:
+        return [None] * workers
+    return [gpu_ids[i % len(gpu_ids)] for i in range(workers)]
+
+
+def gpu_slots(gpu_ids: list[str], per_cell: int, cells_at_once: int) -> list[list[str]]:
+    """Disjoint groups of ``per_cell`` GPUs, one per cell running at once, taken in order from ``gpu_ids``."""
+    if per_cell * cells_at_once > len(gpu_ids):
+        raise UserError(f"{cells_at_once} cells at once with {per_cell} GPU(s) each need {per_cell * cells_at_once} GPUs, "
+                        f"but {len(gpu_ids)} are visible ({','.join(gpu_ids) or 'none'}); lower --jobs or --gpus-per-cell")
+    return [gpu_ids[i * per_cell:(i + 1) * per_cell] for i in range(cells_at_once)]

@@ -28,7 +28,7 @@ EpochFn = Callable[[Cell, int, int], None]
 def execute_cell(cell: Cell, progress: Callable[[int, int], None] | None = None) -> dict:
     """Run one cell and return its record; any exception becomes a "failed" record of that cell.
 
-    The cell's networks are freed before it returns: a method and its run context refer to each other
+    The cell's networks are freed, and the device's cached memory released, before it returns: a method and its run context refer to each other
     (``method.ctx.on_epoch_end`` closes over the method), and Python's cyclic collector, which counts
     objects rather than bytes, would otherwise leave each finished cell's parameters and optimiser
     state (on a GPU, its memory) in a process that goes on to run more cells.
@@ -42,16 +42,32 @@ def execute_cell(cell: Cell, progress: Callable[[int, int], None] | None = None)
         return failed_record(cell, error)
     finally:
         gc.collect()
+        release_device_cache()
+
+
+def release_device_cache() -> None:
+    """Hand the caching allocator's free GPU memory back (CUDA, MPS), so the next cell, or another
+    process on the same GPU, starts from what is really in use."""
+    import torch
+
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        torch.mps.empty_cache()
 
 
 class Executor(Protocol):
-    """Runs cells; yields (cell, record) as each completes."""
+    """Runs cells; yields (cell, record) as each completes. ``pins_gpus``: each cell sees only its own GPU(s)."""
+
+    pins_gpus: bool
 
     def run(self, cells: list[Cell], on_epoch: EpochFn) -> Iterator[tuple[Cell, dict]]: ...
 
 
 class InProcessExecutor:
-    """Runs the cells one after another in the driver's process."""
+    """Runs the cells one after another in the driver's process (on the device the cell names)."""
+
+    pins_gpus = False
 
     def run(self, cells: Iterable[Cell], on_epoch: EpochFn) -> Iterator[tuple[Cell, dict]]:
         for cell in cells:
@@ -63,35 +79,46 @@ def _pool_worker(cell: Cell, messages) -> dict:
 
 
 def _claim_gpu(gpu_slots) -> None:
-    """Pool initializer: on a multi-GPU machine each worker sees one GPU (round robin)."""
+    """Pool initializer: take this worker's ``CUDA_VISIBLE_DEVICES`` (see ``device.pool_gpu_assignment``)."""
     gpu = gpu_slots.get()
     if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
 
 
-def _gpu_count() -> int:
+def driver_gpu_ids() -> list[str]:
+    """The GPUs the driver may hand out: its inherited ``CUDA_VISIBLE_DEVICES`` entries, else all of them."""
     import torch
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    from cmh_bench.device import visible_gpu_ids
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return visible_gpu_ids(os.environ.get("CUDA_VISIBLE_DEVICES"), count)
 
 
 class ProcessPoolExecutorBackend:
     """Runs cells in N local worker processes (spawned, so CUDA and threads start clean).
 
-    With several GPUs, worker i sees only GPU i mod (number of GPUs), so ``--jobs`` = number of
-    GPUs gives one worker per GPU.
+    With several visible GPUs, worker i sees only the i-th of them (mod their number; the driver's
+    ``CUDA_VISIBLE_DEVICES`` list is kept: with ``2,3`` the workers get GPU 2 and GPU 3), so
+    ``--jobs`` = number of GPUs gives one worker per GPU, each seeing its GPU as ``cuda``.
     """
 
     def __init__(self, jobs: int):
         self.jobs = jobs
 
+    @property
+    def pins_gpus(self) -> bool:
+        """Whether each worker sees only its own GPU (then ``--device cuda:N`` would name a GPU it cannot see)."""
+        return len(driver_gpu_ids()) > 1
+
     def run(self, cells: Iterable[Cell], on_epoch: EpochFn) -> Iterator[tuple[Cell, dict]]:
+        from cmh_bench.device import pool_gpu_assignment
+
         context = multiprocessing.get_context("spawn")
-        gpus = _gpu_count()
         with context.Manager() as manager:
             gpu_slots = manager.Queue()
-            for worker in range(self.jobs):
-                gpu_slots.put(worker % gpus if gpus > 1 else None)
+            for gpu in pool_gpu_assignment(driver_gpu_ids(), self.jobs):
+                gpu_slots.put(gpu)
             with ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_claim_gpu, initargs=(gpu_slots,)) as pool:
                 yield from self._run(pool, manager, cells, on_epoch)
 

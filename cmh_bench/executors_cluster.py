@@ -63,6 +63,18 @@ def make_cluster_executor(name: str, jobs: int = 1, results: Path | str = "resul
     return SubmititExecutor(Path(results) / ".submitit", cluster=cluster, jobs=jobs, **options)
 
 
+def local_gpu_groups(per_cell: int, cells_at_once: int) -> list[tuple[int, ...]]:
+    """The driver's visible GPUs (its CUDA_VISIBLE_DEVICES list, else all) as disjoint groups of ``per_cell``,
+    one per cell running at once, as the integer ids submitit's local executor takes."""
+    from cmh_bench.device import gpu_slots
+    from cmh_bench.executors import driver_gpu_ids
+
+    ids = driver_gpu_ids()
+    if not all(i.isdigit() for i in ids):
+        raise UserError(f"CUDA_VISIBLE_DEVICES={','.join(ids)}: slurm-local needs GPU numbers, not UUIDs; list them by number")
+    return [tuple(int(i) for i in group) for group in gpu_slots(ids, per_cell, cells_at_once)]
+
+
 def forwarded_environment() -> dict[str, str]:
     """The driver's environment variables that workers get with each cell (those starting with CMH_)."""
     return {key: value for key, value in os.environ.items() if key.startswith("CMH_")}
@@ -115,6 +127,18 @@ class ClusterExecutor(abc.ABC):
     def on_this_machine(self) -> bool:
         """Whether the workers run on the driver's machine."""
 
+    @property
+    def pins_gpus(self) -> bool:
+        """Whether each cell gets GPUs of its own (the engine sets its ``CUDA_VISIBLE_DEVICES``)."""
+        return self.gpus_per_cell > 0
+
+    def check_devices(self, devices: set[str]) -> None:
+        """Refuse, before anything is submitted, cells that ask for CUDA without reserving a GPU
+        (they would fail on a GPU-less worker or, where the engine shows every GPU, share cuda:0)."""
+        cuda = sorted(d for d in devices if d.startswith("cuda"))
+        if cuda and self.gpus_per_cell == 0:
+            raise UserError(f"--device {cuda[0]} needs a GPU per cell, but --gpus-per-cell is 0; give --gpus-per-cell 1")
+
     def run(self, cells: Iterable[Cell], on_epoch: EpochFn) -> Iterator[tuple[Cell, dict]]:
         """Yield (cell, record) for every cell as it finishes (``on_epoch`` is not called: no epoch progress)."""
         waiting = deque(cells)
@@ -123,6 +147,7 @@ class ClusterExecutor(abc.ABC):
         cpus = self.cpus_per_cell or (max(1, max(cell.threads for cell in waiting)) if self.on_this_machine else 1)
         environment = forwarded_environment()
         running: dict = {}  # handle -> the cell as the runner gave it
+        self.check_devices({cell.device for cell in waiting})
         with self._session(cpus):
             try:
                 while waiting or running:
@@ -203,6 +228,7 @@ class RayExecutor(ClusterExecutor):
         super().__init__(cpus_per_cell, gpus_per_cell)
         self.address = address
         self.dashboard = dashboard
+        self._wants_gpu = False  # set by check_devices: some cell may use a GPU it finds (auto / cuda)
 
     @property
     def on_this_machine(self) -> bool:
@@ -219,19 +245,39 @@ class RayExecutor(ClusterExecutor):
             if owned:
                 ray.init(address=self.address, logging_level=logging.WARNING)
         try:
+            resources = ray.cluster_resources()
             if self.on_this_machine:
-                self._check_fits(ray.cluster_resources(), cpus)
-            self._task = ray.remote(num_cpus=cpus, num_gpus=self.gpus_per_cell, max_retries=0)(run_remote)
+                self._check_fits(resources, cpus)
+            self._check_gpus_used(resources)
+            self._task = ray.remote(**self.task_options(cpus))(run_remote)
             yield
         finally:
             if owned:
                 ray.shutdown()
+
+    def task_options(self, cpus: int) -> dict:
+        """The options of each cell's Ray task: its CPUs, its GPUs (always explicit: Ray sets the task's
+        CUDA_VISIBLE_DEVICES to the GPUs it reserves) and no retry."""
+        return {"num_cpus": cpus, "num_gpus": self.gpus_per_cell, "max_retries": 0}
 
     def _check_fits(self, resources: dict, cpus: int) -> None:
         """A cell asking for more than this machine has would wait forever: say so instead."""
         if cpus > resources.get("CPU", 0) or self.gpus_per_cell > resources.get("GPU", 0):
             raise UserError(f"a cell asks for {cpus} CPUs and {self.gpus_per_cell:g} GPUs, but this machine has "
                             f"{resources.get('CPU', 0):g} and {resources.get('GPU', 0):g}; lower --cpus-per-cell / --gpus-per-cell")
+
+    def check_devices(self, devices: set[str]) -> None:
+        """As for every engine, and remember whether a cell may pick a GPU by itself (``auto``)."""
+        super().check_devices(devices)
+        self._wants_gpu = any(d == "auto" or d.startswith("cuda") for d in devices)
+
+    def _check_gpus_used(self, resources: dict) -> None:
+        """A Ray task reserving no GPU sees none (older Ray) or every one (newer Ray, all picking cuda:0):
+        on a cluster with GPUs, cells that may use one must reserve it."""
+        gpus = resources.get("GPU", 0)
+        if gpus and self.gpus_per_cell == 0 and self._wants_gpu:
+            raise UserError(f"the Ray cluster has {gpus:g} GPUs, but --gpus-per-cell is 0, so cells would not get one; "
+                            f"give --gpus-per-cell 1 (or a fraction), or --device cpu to run on CPUs")
 
     def _submit(self, cells: list[Cell], environment: dict[str, str]) -> list:
         return [self._task.options(name=str(cell.relative_path())).remote(cell, environment) for cell in cells]
@@ -278,6 +324,8 @@ class SubmititExecutor(ClusterExecutor):
         self.time = time or DEFAULT_TIME_MIN
         self.window = max(1, jobs) if cluster == "local" else None
         self.poll_seconds = 0.2 if cluster == "local" else 5.0
+        self._free_gpus: list[tuple[int, ...]] = []  # slurm-local with GPUs: the GPU groups of cells not running now
+        self._gpus_of: dict = {}  # slurm-local: job -> its GPU group
 
     @property
     def on_this_machine(self) -> bool:
@@ -290,17 +338,33 @@ class SubmititExecutor(ClusterExecutor):
         self._executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster=self.cluster)
         self._executor.update_parameters(name="cmh-bench", timeout_min=self.time, cpus_per_task=cpus,
                                          gpus_per_node=int(self.gpus_per_cell), slurm_partition=self.partition)
+        if self.cluster == "local" and self.gpus_per_cell:
+            self._free_gpus = local_gpu_groups(int(self.gpus_per_cell), self.window)
         yield
 
     def _submit(self, cells: list[Cell], environment: dict[str, str]) -> list:
+        if self._free_gpus:
+            return [self._submit_on_own_gpus(cell, environment) for cell in cells]
         jobs = []
         for start in range(0, len(cells), MAX_ARRAY):
             chunk = cells[start:start + MAX_ARRAY]
             jobs += self._executor.map_array(run_remote, chunk, [environment] * len(chunk))
         return jobs
 
+    def _submit_on_own_gpus(self, cell: Cell, environment: dict[str, str]):
+        """slurm-local: one job on a GPU group no running job holds (submitit's local executor would give
+        every job the first GPUs)."""
+        gpus = self._free_gpus.pop(0)
+        self._executor.update_parameters(local_visible_gpus=gpus)
+        job = self._executor.submit(run_remote, cell, environment)
+        self._gpus_of[job] = gpus
+        return job
+
     def _finished(self, handles: list) -> list:
         done = [job for job in handles if job.done()]
+        for job in done:
+            if job in self._gpus_of:
+                self._free_gpus.append(self._gpus_of.pop(job))
         if not done:
             time.sleep(self.poll_seconds)
         return done

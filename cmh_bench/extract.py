@@ -28,6 +28,7 @@ which makes the vectors identical across processes. An empty text gets the zero 
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
 import zlib
@@ -114,7 +115,8 @@ def extract_dataset(
         splits=splits,
         class_names=class_names,
         source=(
-            f"extracted by `cmh-bench data extract`: images {images} (VGG-19 fc7, {weights_note}), "
+            f"extracted by `cmh-bench data extract`: images {images} (VGG-19 fc7, {weights_note}, "
+            f"float32 on {torch_device.type}, TF32 off), "
             f"texts {texts} ({text_note}), labels {labels}"
         ),
         description=f"{len(lines)} items; split presets {', '.join(presets)} (Q {query}, T {train}, seed {seed}).",
@@ -226,13 +228,27 @@ def image_features(paths: list[Path], model, device, batch_size: int = 32,
     ])
     model = model.to(device)
     blocks = []
-    with torch.inference_mode():
+    # full float32 convolutions and matmuls: CUDA's default TF32 would give features that differ from a CPU extraction
+    with torch.inference_mode(), torch.backends.cudnn.flags(allow_tf32=False), _no_tf32_matmul():
         for start in range(0, len(paths), batch_size):
             batch = torch.stack([preprocess(_load_rgb(p)) for p in paths[start : start + batch_size]])
             blocks.append(model(batch.to(device)).float().cpu().numpy())
             if progress is not None:
                 progress(start + len(batch), len(paths))
     return np.concatenate(blocks)
+
+
+@contextlib.contextmanager
+def _no_tf32_matmul():
+    """torch.backends.cuda.matmul.allow_tf32 off inside the block, restored after."""
+    import torch
+
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _load_rgb(path: Path):

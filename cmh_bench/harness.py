@@ -60,6 +60,7 @@ def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
     noisy = inject_noise(
         cell.noise, data.train.labels, cell.rate, cell.effective_noise_seed,
         features=(data.train.image, data.train.text) if noise_model.needs_features else None,
+        **({"file": cell.noise_file} if cell.noise_file else {}),
     )
     uses_clean = method_cls.uses_clean_labels or entry.role == "upper-bound"
     train_labels = data.train.labels if uses_clean else noisy.labels

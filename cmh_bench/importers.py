@@ -20,18 +20,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
-import scipy.io
-from scipy.io.matlab import MatReadError
 
 from cmh_bench.cards import Card, get_card
 from cmh_bench.errors import UserError
+from cmh_bench.matrices import Matrix, probe
 from cmh_bench.splits import make_splits
 
 ROLES = ("image", "text", "labels")
 _WHAT = {"image": "image features", "text": "text features", "labels": "labels"}
-_ITEMS_PER_READ = 8192
 
 
 @dataclass(frozen=True)
@@ -40,7 +37,7 @@ class ImportSpec:
 
     dataset: str  # the name written into the dataset file (and its default file name)
     title: str
-    widths: dict[str, int]  # expected columns: image, text, labels
+    widths: dict[str, int | None]  # expected columns: image, text, labels (None: any width)
     class_names: list[str]
     query: int
     train: int
@@ -48,41 +45,6 @@ class ImportSpec:
     default_split: str
     description: str
     sources: tuple[dict, ...]  # each: name, and {file, key} per role
-
-
-@dataclass
-class _Matrix:
-    """One stored matrix (or one part of it): where it is, its stored shape and storage order."""
-
-    role: str
-    file: Path
-    key: str
-    shape: tuple[int, ...]
-    hdf5: bool  # read with h5py (MATLAB v7.3, .h5py), else with scipy.io (MATLAB v5)
-    column_major: bool  # written by MATLAB v7.3: the stored shape is the transpose of the MATLAB shape
-    items_first: bool = True  # set by _orient
-
-    def describe(self) -> str:
-        return f"{self.file.name} key {self.key!r} (shape {self.shape})"
-
-    def load(self) -> np.ndarray:
-        """Read the matrix, items on axis 0, C-contiguous.
-
-        A transposed HDF5 matrix is read in blocks of items, so that memory peaks at one copy.
-        """
-        if self.hdf5:
-            with h5py.File(self.file, "r") as f:
-                stored = f[self.key]
-                if self.items_first:
-                    return stored[()]
-                array = np.empty(stored.shape[::-1], dtype=stored.dtype)
-                for start in range(0, len(array), _ITEMS_PER_READ):
-                    array[start : start + _ITEMS_PER_READ] = stored[:, start : start + _ITEMS_PER_READ].T
-                return array
-        array = scipy.io.loadmat(self.file, variable_names=[self.key])[self.key]
-        if hasattr(array, "toarray"):  # a MATLAB sparse matrix
-            array = array.toarray()
-        return np.ascontiguousarray(array if self.items_first else array.T)
 
 
 def import_spec(name: str, variant: str | None = None) -> ImportSpec:
@@ -100,15 +62,20 @@ def import_spec(name: str, variant: str | None = None) -> ImportSpec:
     return _spec_from(card, {**block, **variants[variant]})
 
 
+def default_class_names(classes: int) -> list[str]:
+    """``class00``, ``class01``, ... (zero-padded to the width of the last index) for ``classes`` classes."""
+    width = len(str(classes - 1))
+    return [f"class{c:0{width}d}" for c in range(classes)]
+
+
 def _spec_from(card: Card, block: dict) -> ImportSpec:
     sizes = block.get("sizes", card.sizes)
     classes = block.get("classes", card.classes)
-    width = len(str(classes - 1))
     return ImportSpec(
         dataset=block.get("dataset", card.name),
         title=block.get("title", card.title),
         widths={"image": card.features["image"]["dim"], "text": card.features["text"]["dim"], "labels": classes},
-        class_names=list(block.get("class_names") or [f"class{c:0{width}d}" for c in range(classes)]),
+        class_names=list(block.get("class_names") or default_class_names(classes)),
         query=sizes["query"],
         train=sizes["train"],
         presets=card.split_presets,
@@ -126,24 +93,28 @@ def import_dataset(
     variant: str | None = None,
     seed: int = 0,
     sizes: dict | None = None,
+    allow_width: bool = False,
 ) -> Path:
     """Import dataset ``name`` from the files in ``folder`` and write it to ``out``; return the path.
 
     ``out`` defaults to the data directory (``catalog.dataset_path``) under the variant's dataset name.
     ``seed`` drives the ``random`` split preset. ``sizes`` ({"query", "train"}) overrides the card's
-    Q and T (for tests on a subset of rows). Any problem with the files raises one UserError naming the
+    Q and T (for tests on a subset of rows). ``allow_width`` accepts image and text features of any
+    width (the class count is still checked); widths that differ from the card are written into the
+    file's description. Any problem with the files raises one UserError naming the
     file, the key, what was expected and what was found; nothing is written then.
     """
     from cmh_bench.catalog import dataset_path
     from cmh_bench.dataset import write_dataset
 
     spec = import_spec(name, variant)
+    widths = {**spec.widths, "image": None, "text": None} if allow_width else spec.widths
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder; --from must be the folder holding the {spec.title} files")
     query, train = (sizes["query"], sizes["train"]) if sizes else (spec.query, spec.train)
     source = find_source(spec, folder)
-    image, text, labels, test = read_source(spec, folder, source)
+    image, text, labels, test = read_source(source, folder, widths)
     presets = [p for p in spec.presets if p != "file" or test is not None]
     splits = make_splits(presets, len(labels), query, train, seed=seed, test=test)
     files = ", ".join(f"{role} {source[role]['file']}:{'+'.join(_keys(source[role]))}" for role in ROLES)
@@ -156,9 +127,17 @@ def import_dataset(
         splits=splits,
         class_names=spec.class_names,
         source=f"imported by `cmh-bench data import` from {folder.resolve()} ({source['name']}: {files})",
-        description=f"{spec.description} Split presets: {', '.join(presets)} (Q {query}, T {train}; random seed {seed}).",
+        description=f"{spec.description} Split presets: {', '.join(presets)} (Q {query}, T {train}; random seed {seed})."
+        + _width_note(spec.widths, image, text),
         default_split=spec.default_split,
     )
+
+
+def _width_note(card_widths: dict, image: np.ndarray, text: np.ndarray) -> str:
+    """The description's note on feature widths that differ from the card (imported with ``allow_width``)."""
+    found = {"image": image.shape[1], "text": text.shape[1]}
+    odd = [f"{role} {found[role]}-d (card: {card_widths[role]})" for role in found if found[role] != card_widths[role]]
+    return f" Non-standard feature widths, imported with --allow-width: {', '.join(odd)}." if odd else ""
 
 
 def find_source(spec: ImportSpec, folder: Path) -> dict:
@@ -176,19 +155,21 @@ def find_source(spec: ImportSpec, folder: Path) -> dict:
     raise UserError(f"{folder}: the {spec.title} files are not all there; expected one of: {'; or '.join(missing_by_source)}")
 
 
-def read_source(spec: ImportSpec, folder: Path, source: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Check and read one source: (image, text, labels, test rows or None), items on axis 0.
+def read_source(source: dict, folder: Path, widths: dict[str, int | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Check and read one source (files relative to ``folder``): (image, text, labels, test rows or
+    None), items on axis 0.
 
     Every shape is checked before any data is read: dimensionality (raw pixels are refused), a common
-    item count per part, and the widths the card expects.
+    item count per part, and ``widths`` (the card's; None: any width).
     """
     keys = {role: _keys(source[role]) for role in ROLES}
     if len({len(k) for k in keys.values()}) != 1:
-        raise UserError(f"card {spec.dataset}: source {source['name']!r} lists different numbers of parts per role")
+        raise UserError(f"source {source['name']!r} gives image, text and labels different numbers "
+                        "of parts; give each the same parts (KEY1+KEY2)")
     parts = []
     for p in range(len(keys["labels"])):
-        part = {role: _probe(role, folder / source[role]["file"], keys[role][p]) for role in ROLES}
-        _orient(part, spec.widths)
+        part = {role: probe(folder / source[role]["file"], keys[role][p], role) for role in ROLES}
+        _orient(part, widths)
         parts.append(part)
     loaded = [{role: m.load() for role, m in part.items()} for part in parts]
     image, text, labels = (_concat([part[role] for part in loaded]) for role in ROLES)
@@ -208,40 +189,20 @@ def _keys(entry: dict) -> list[str]:
     return list(key) if isinstance(key, list) else [key]
 
 
-def _probe(role: str, path: Path, key: str) -> _Matrix:
-    """The shape and storage order of ``key`` in ``path``, without reading the data."""
-    if h5py.is_hdf5(path):
-        with h5py.File(path, "r") as f:
-            node = f.get(key)
-            if not isinstance(node, h5py.Dataset):
-                held = ", ".join(f"{k} {f[k].shape}" for k in f if isinstance(f[k], h5py.Dataset))
-                what = "no key" if node is None else "no plain matrix under key"
-                raise UserError(f"{path}: {what} {key!r} ({_WHAT[role]}); the file holds: {held or 'no matrices'}")
-            return _Matrix(role, path, key, tuple(node.shape), hdf5=True, column_major="MATLAB_class" in node.attrs)
-    try:
-        contents = {name: shape for name, shape, _ in scipy.io.whosmat(path)}
-    except (MatReadError, ValueError, OSError) as error:
-        raise UserError(f"{path}: not a MATLAB (v5 or v7.3) or HDF5 file ({error}); check the download") from None
-    if key not in contents:
-        held = ", ".join(f"{k} {s}" for k, s in contents.items())
-        raise UserError(f"{path}: no key {key!r} ({_WHAT[role]}); the file holds: {held or 'nothing'}")
-    return _Matrix(role, path, key, tuple(contents[key]), hdf5=False, column_major=False)
-
-
-def _orient(part: dict[str, _Matrix], widths: dict[str, int]) -> None:
+def _orient(part: dict[str, Matrix], widths: dict[str, int | None]) -> None:
     """Find the item count shared by the three matrices of one part, mark each one's item axis and
-    check its width against the card's ``widths``."""
+    check its width against ``widths`` (None: any width)."""
     for m in part.values():
         if len(m.shape) != 2:
             if m.role == "image" and len(m.shape) >= 3:
                 raise UserError(
-                    f"{m.describe()}: holds raw pixels, expected 2-D image features (items x {widths['image']}); "
+                    f"{m.describe()}: holds raw pixels, expected 2-D image features (items x {widths['image'] or 'd'}); "
                     "compute VGG-19 features first with `cmh-bench data extract`"
                 )
             raise UserError(f"{m.describe()}: expected a 2-D matrix (items x {_WHAT[m.role]}), found {len(m.shape)} dimensions")
     common = set.intersection(*(set(m.shape) for m in part.values()))
     if len(common) > 1:  # sizes coincide: keep the counts that leave every matrix its expected width
-        common = {n for n in common if all(_other(m.shape, n) == widths[m.role] for m in part.values())}
+        common = {n for n in common if all(widths[m.role] in (None, _other(m.shape, n)) for m in part.values())}
     if len(common) != 1:
         shapes = "; ".join(m.describe() for m in part.values())
         problem = "no common item count" if not common else f"ambiguous item count {sorted(common)}"
@@ -250,10 +211,11 @@ def _orient(part: dict[str, _Matrix], widths: dict[str, int]) -> None:
     for m in part.values():
         m.items_first = m.shape[0] == n and (m.shape[1] != n or not m.column_major)
         width = m.shape[1] if m.items_first else m.shape[0]
-        if width != widths[m.role]:
+        if widths[m.role] is not None and width != widths[m.role]:
             raise UserError(
                 f"{m.describe()}: expected {_WHAT[m.role]} {widths[m.role]} wide (items x {widths[m.role]}), "
-                f"found {n} items x {width}; is this the right file for the dataset?"
+                f"found {n} items x {width}; is this the right file for the dataset? "
+                + ("(--allow-width accepts other feature widths)" if m.role != "labels" else "")
             )
 
 

@@ -7,6 +7,10 @@ the same output whatever runs before or after. Rate 0 returns a copy of the clea
 model. ``inject_noise`` is the entry point: it validates the inputs, dispatches to the model and
 reports the realised noise (``realised_noise``) and the per-sample ``corrupted`` mask.
 
+The ``file`` model is the exception: it draws nothing and reads the noisy training labels that a
+paper's authors published (``read_noise_file``), so that a cell runs on their exact draw; its rate is
+the nominal rate of that file, stated by the user, and rate 0 does not make it clean.
+
 Counts written ⌊r·N⌋ and round(r·k) are computed exactly on the decimal value of the rate
 (``Fraction(repr(rate))``), so 0.29·100 selects 29 samples, not 28 as float arithmetic would.
 """
@@ -309,6 +313,19 @@ def _redundant(clean: np.ndarray, rate: float, rng: np.random.Generator) -> np.n
     return (positive | gained).astype(np.uint8)
 
 
+NOISY_KEYS = ("result", "noisy_labels", "noisy")  # NRCH / SCBCH / NACD: result; MGSH: noisy_labels or 2-D noisy
+CLEAN_KEYS = ("True", "true_labels", "clean")
+_NEEDS_FILE = "noise model 'file' reads the noisy labels from a file: pass --noise-file PATH[:KEY]"
+
+
+def _given(clean: np.ndarray, rate: float, rng: np.random.Generator, *, file: str | None = None) -> np.ndarray:
+    """The noisy labels stored in ``file`` (``read_noise_file``), checked against ``clean``; ``rate``
+    and ``rng`` are not used (the file holds one draw, made elsewhere)."""
+    if file is None:
+        raise UserError(_NEEDS_FILE)
+    return read_noise_file(file, clean)
+
+
 NOISE_MODELS: dict[str, NoiseModel] = {
     model.name: model
     for model in (
@@ -339,6 +356,10 @@ NOISE_MODELS: dict[str, NoiseModel] = {
         NoiseModel(
             "redundant", "1", "each sample gains round(r*|y|) random extra positive labels",
             'NACD\'s "redundant annotations"', False, _redundant,
+        ),
+        NoiseModel(
+            "file", "1", "the noisy training labels of a given file (--noise-file), e.g. the authors' published draw",
+            "reproducing a published NRCH / SCBCH / NACD / MGSH cell on the authors' noise file", False, _given,
         ),
     )
 }
@@ -449,6 +470,87 @@ def realised_noise(clean: np.ndarray, noisy: np.ndarray, requested_rate: float) 
     }
 
 
+def read_noise_file(ref: str, clean: Any) -> np.ndarray:
+    """The noisy training labels of noise file ``ref`` (``PATH`` or ``PATH:KEY``), checked against the
+    clean training labels ``clean`` (T × C), as uint8.
+
+    The noisy matrix is KEY, else the first of ``NOISY_KEYS`` the file holds (NRCH / SCBCH / NACD
+    ``result``; MGSH ``noisy_labels`` or 2-D ``noisy``), else the file's only matrix (a ``.npy`` file
+    is one). Files are ``.npy``, MATLAB v5, MATLAB v7.3 or HDF5. Checks, each a UserError naming the
+    file and the first problem: the shape is T × C (a MATLAB v7.3 file may store it transposed), the
+    values are 0/1, and where the file also holds the clean labels (the first of ``CLEAN_KEYS``:
+    ``True``, ``true_labels``, ``clean``) they equal ``clean`` row for row.
+    """
+    from cmh_bench.matrices import list_matrices, parse_ref, probe
+
+    clean = _check_labels(clean)
+    path, keys = parse_ref(ref)
+    if keys is not None and len(keys) > 1:
+        raise UserError(f"noise file {ref!r}: name one matrix, as PATH or PATH:KEY")
+    held = list_matrices(path, "noise file")
+    matrices = {k: s for k, s in held.items() if len(s) == 2}
+    key = keys[0] if keys else next((k for k in NOISY_KEYS if k in matrices), None)
+    if key is None and len(held) != 1:
+        listing = ", ".join(f"{k} {s}" for k, s in held.items())
+        raise UserError(f"noise file {path}: none of the keys {', '.join(NOISY_KEYS)} holds the noisy labels; "
+                        f"name the matrix as {path}:KEY (the file holds: {listing or 'no matrices'})")
+    noisy = _given_matrix(probe(path, key, "noisy labels"), clean.shape)
+    clean_key = next((k for k in CLEAN_KEYS if k in matrices and k != key), None)
+    if clean_key is not None:
+        stored_clean = _given_matrix(probe(path, clean_key, "clean labels"), clean.shape)
+        differs = np.flatnonzero((stored_clean != clean).any(1))
+        if differs.size:
+            row = int(differs[0])
+            raise UserError(
+                f"noise file {path}: its clean labels {clean_key!r} differ from the dataset's training labels at "
+                f"training row {row} (of {len(clean)}; {differs.size} rows differ); it was made for another "
+                "dataset, split or row order: use the noise file of this split or the matching --split"
+            )
+    return noisy
+
+
+def _given_matrix(matrix, shape: tuple[int, int]) -> np.ndarray:
+    """``matrix`` (a cmh_bench.matrices.Matrix) loaded as a 0/1 uint8 array of ``shape`` (T × C), items first."""
+    rows, classes = shape
+    stored = tuple(matrix.shape)
+    if stored == (classes, rows) and (rows != classes or matrix.column_major):
+        matrix.items_first = False
+    elif stored != (rows, classes):
+        raise UserError(
+            f"noise file {matrix.describe()}: expected the {matrix.role} of the {rows} training items x {classes} "
+            f"classes, found shape {stored}; is it the noise file of this dataset and split?"
+        )
+    array = np.asarray(matrix.load())
+    if array.dtype.kind not in "biuf" or not np.isin(array, (0, 1)).all():
+        found = np.unique(array)[:6].tolist() if array.dtype.kind in "biuf" else str(array.dtype)
+        raise UserError(f"noise file {matrix.describe()}: the {matrix.role} must be 0/1 multi-hot, found values such as {found}")
+    return array.astype(np.uint8)
+
+
+def check_noise_options(noise_file: str | None, noise: tuple[str, ...], rates: tuple[float, ...]) -> None:
+    """A run's noise options agree: noise model ``file`` has a ``noise_file`` that exists, and goes
+    alone with one (nominal) rate; a ``noise_file`` goes with ``file`` only. Else UserError."""
+    if noise_file is None:
+        if "file" in noise:
+            raise UserError(_NEEDS_FILE)
+        return
+    if tuple(noise) != ("file",):
+        raise UserError(f"--noise-file goes with --noise file alone (got --noise {','.join(noise)}); run other noise models separately")
+    if len(rates) != 1:
+        raise UserError("a noise file holds one draw: give its nominal rate once, e.g. --rates 0.5 (it labels the cell)")
+    from cmh_bench.matrices import list_matrices, parse_ref
+
+    list_matrices(parse_ref(noise_file)[0], "noise file")
+
+
+def check_noise_file(noise_file: str | None, dataset_file, split: str | None) -> None:
+    """``noise_file`` (if any) fits the training labels of ``split`` of the dataset file (``read_noise_file``); else UserError."""
+    if noise_file is not None:
+        from cmh_bench.dataset import load_split
+
+        read_noise_file(noise_file, load_split(dataset_file, split).train.labels)
+
+
 def inject_noise(
     name: str, clean_labels: Any, rate: float, seed: int, features: Any = None, **options: Any
 ) -> NoisyLabels:
@@ -458,9 +560,10 @@ def inject_noise(
     ``features`` is required by models with ``needs_features`` (``instance``: one N-row matrix, a
     tuple/list of them, or a dict of them taken in key order) and ignored by the others.
     ``options`` are the model's own keywords: ``mapping="cooccur"|"next"`` for class-flip,
-    ``allow_empty=False`` for missing, ``k=10`` for instance. Rate 0 returns a copy of the clean
-    labels. Any invalid input raises UserError. Returns ``NoisyLabels`` (uint8 labels, corrupted
-    mask = rows whose label set changed, stats = ``realised_noise``).
+    ``allow_empty=False`` for missing, ``k=10`` for instance, ``file="PATH[:KEY]"`` for file (whose
+    stats also hold the file and its ``file_sha256``). Rate 0 returns a copy of the clean labels
+    (except for file). Any invalid input raises UserError. Returns ``NoisyLabels`` (uint8 labels,
+    corrupted mask = rows whose label set changed, stats = ``realised_noise``).
 
     >>> import numpy as np
     >>> clean = np.array([[1, 0, 0], [0, 1, 1]], dtype=np.uint8)
@@ -479,4 +582,10 @@ def inject_noise(
     if model.needs_features:
         options["features"] = _check_features(features, len(clean))
     noisy = model.inject(clean, rate, _generator(model.name, seed), **options)
-    return NoisyLabels(noisy, (clean != noisy).any(1), realised_noise(clean, noisy, rate))
+    stats = realised_noise(clean, noisy, rate)
+    if model.inject is _given:
+        from cmh_bench.filehash import file_sha256
+        from cmh_bench.matrices import parse_ref
+
+        stats.update(file=str(options["file"]), file_sha256=file_sha256(parse_ref(options["file"])[0]))
+    return NoisyLabels(noisy, (clean != noisy).any(1), stats)

@@ -103,13 +103,19 @@ def is_complete(record: dict | None, cell: Cell, method_version: str) -> bool:
 
 
 def peak_memory(device) -> dict:
-    """Peak resident memory of this process (MiB; includes earlier cells in the same process) and of the device."""
+    """Peak resident memory of this process (MiB; includes earlier cells in the same process) and of the device:
+    on CUDA the peaks of memory allocated to tensors and reserved by the caching allocator (what runs out),
+    since the cell's start; on MPS the memory held by the driver at the end (MPS keeps no peak)."""
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     memory = {"process_peak_rss_mib": round(rss_kib / 1024, 1)}
-    if device is not None and device.type == "cuda":
+    if device is not None and device.type in ("cuda", "mps"):
         import torch
 
-        memory["device_peak_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        if device.type == "cuda":
+            memory["device_peak_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+            memory["device_peak_reserved_mib"] = round(torch.cuda.max_memory_reserved(device) / 2**20, 1)
+        else:
+            memory["device_driver_allocated_mib"] = round(torch.mps.driver_allocated_memory() / 2**20, 1)
     return memory
 
 

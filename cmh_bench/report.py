@@ -93,7 +93,7 @@ def load_records(results_dir: Path) -> pd.DataFrame:
     role and labels_used (for failed records, which lack them: from the method's other records, else
     the registry); group (the table row group, see ``GROUPS``); map, map_i2t, map_t2i (tie-aware
     MAP@all: mean of the directions, I2T, T2I); weight_auc; best_epoch; train_seconds, total_seconds;
-    noise_version; split_preset, sizes, dataset_sha256; the environment (``ENVIRONMENT_KEYS``);
+    noise_version, noise_file (the given noise file, "" for none); split_preset, sizes, dataset_sha256; the environment (``ENVIRONMENT_KEYS``);
     error ("Type: message" of failed records); and the raw epochs (list of dicts) and
     noise_detection (dict or None). A file that is not a readable result record raises UserError.
     """
@@ -140,7 +140,7 @@ def _record_row(path: Path, record: dict) -> dict:
         "weight_auc": (detection or {}).get("weight_auc"),
         "best_epoch": record.get("selection", {}).get("best_epoch"),
         "train_seconds": record.get("seconds", {}).get("train"), "total_seconds": record.get("seconds", {}).get("total"),
-        "noise_version": record.get("noise", {}).get("version"),
+        "noise_version": record.get("noise", {}).get("version"), "noise_file": record.get("noise", {}).get("file") or "",
         "split_preset": dataset.get("split"), "sizes": dataset.get("sizes"), "dataset_sha256": dataset.get("sha256"),
         **{key: environment.get(key) for key in ENVIRONMENT_KEYS},
         "error": f"{error['type']}: {error['message']}" if error else None,
@@ -562,18 +562,20 @@ def _setup(profile: str, records: pd.DataFrame) -> str:
 
 
 def _commands(profile: str, records: pd.DataFrame) -> list[str]:
-    """The ``cmh-bench run`` commands whose grids cover the records (one per split, selection, overrides and
-    fixed noise seed), then ``cmh-bench report``."""
+    """The ``cmh-bench run`` commands whose grids cover the records (one per split, selection, overrides,
+    fixed noise seed and noise file), then ``cmh-bench report``."""
     keyed = records.assign(
         overrides=[" ".join(f"--hp {k}={v}" for k, v in sorted(h.items())) for h in records.hparams],
         fixed_noise_seed=["" if pd.isna(ns) or ns == s else f"--noise-seed {int(ns)}" for s, ns in zip(records.seed, records.noise_seed)],
     )
     commands = []
-    for (split, selection, overrides, noise_seed), part in keyed.groupby(["split", "selection", "overrides", "fixed_noise_seed"], sort=True):
+    for (split, selection, overrides, noise_seed, noise_file), part in keyed.groupby(
+            ["split", "selection", "overrides", "fixed_noise_seed", "noise_file"], sort=True):
         options = [f"--profile {profile}", f"--methods {_joined(part.method)}", f"--datasets {_joined(part.dataset)}",
                    f"--noise {_joined(part.noise)}", f"--rates {_joined(part.rate, '{:g}')}", f"--bits {_joined(part.bits)}",
                    f"--seeds {_joined(part.seed)}", f"--split {split}" if split else "",
-                   f"--selection {selection}" if selection != "final" else "", overrides, noise_seed]
+                   f"--selection {selection}" if selection != "final" else "", overrides, noise_seed,
+                   f"--noise-file {noise_file}" if noise_file else ""]
         commands.append(" ".join(["cmh-bench run", *(o for o in options if o)]))
     return [*commands, "cmh-bench report"]
 

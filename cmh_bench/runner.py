@@ -69,15 +69,18 @@ def run_grid(grid: Grid, results_dir: Path, executor: Executor, *, force: bool =
 
     Every input is checked (cmh_bench.validation) before the first cell runs or the first record is written.
     """
-    from cmh_bench.validation import check_split, validate_grid
+    from cmh_bench.noise import check_noise_file
+    from cmh_bench.validation import check_device_placement, check_split, validate_grid
 
     observer = observer or SilentObserver()
     results_dir = Path(results_dir)
     validate_grid(grid, results_dir)
+    check_device_placement(grid.cell_options.get("device", "auto"), executor.pins_gpus)
     cells = grid.cells()
     todo = pending_cells(cells, results_dir, force)
     for path in _prepare_datasets(todo).values():
         check_split(path, grid.cell_options.get("split"))
+        check_noise_file(grid.cell_options.get("noise_file"), path, grid.cell_options.get("split"))
     summary = RunSummary(total=len(cells), skipped=len(cells) - len(todo))
     started = time.perf_counter()
     observer.planned(summary.total, summary.skipped, todo, results_dir)

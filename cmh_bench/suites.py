@@ -34,8 +34,9 @@ SUITES = {
 
 def grid_from_options(*, suite: str, methods: tuple, datasets: tuple, noise: tuple, rates: tuple, bits: tuple,
                       seeds: tuple, cell_options: dict) -> Grid:
-    """The suite's grid with every non-empty option replacing its axis; ``all`` expands to the available datasets."""
-    from cmh_bench.catalog import available_datasets
+    """The suite's grid with every non-empty option replacing its axis; ``all`` expands to the available
+    datasets; a dataset given as a path is named by its absolute path (cmh_bench.catalog.dataset_key)."""
+    from cmh_bench.catalog import available_datasets, dataset_key
 
     if suite not in SUITES:
         raise UserError(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
@@ -45,6 +46,7 @@ def grid_from_options(*, suite: str, methods: tuple, datasets: tuple, noise: tup
     datasets = datasets or base.datasets
     if "all" in datasets:
         datasets = tuple(available_datasets())
+    datasets = tuple(dataset_key(d) for d in datasets)
     return Grid(
         methods=methods, datasets=datasets, noise=noise or base.noise, rates=rates or base.rates,
         bits=bits or base.bits, seeds=seeds or base.seeds, cell_options=cell_options,

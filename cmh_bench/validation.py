@@ -48,6 +48,14 @@ def check_split(dataset_file: Path, split: str | None) -> None:
     resolve_split(read_info(dataset_file), split)
 
 
+def check_device_placement(device: str, pins_gpus: bool) -> None:
+    """Under an executor that gives each cell its own GPU(s) (which the cell sees as cuda:0, …),
+    ``cuda:N`` would name another cell's GPU or none: ask for ``cuda`` or ``auto`` instead."""
+    if pins_gpus and device.startswith("cuda:"):
+        raise UserError(f"--device {device}: this executor gives each cell its own GPU, which the cell sees as cuda:0; "
+                        f"use --device cuda (or auto)")
+
+
 def check_writable(path: str | os.PathLike, option: str, *, folder: bool) -> None:
     """``path`` (a folder when ``folder``, else a file) can be created or replaced by this user.
 
@@ -75,7 +83,7 @@ def validate_grid(grid: Grid, results_dir: Path) -> None:
     """
     from cmh_bench.catalog import available_datasets, ensure_dataset, synthetic_names
     from cmh_bench.device import resolve_device
-    from cmh_bench.noise import get_noise_model
+    from cmh_bench.noise import check_noise_options, get_noise_model
     from cmh_bench.registry import load_plugin_file
 
     options = grid.cell_options
@@ -85,6 +93,7 @@ def validate_grid(grid: Grid, results_dir: Path) -> None:
         check_hparams(method, options.get("profile", "quick"), dict(options.get("hparams", ())))
     for noise in grid.noise:
         get_noise_model(noise)
+    check_noise_options(options.get("noise_file"), grid.noise, grid.rates)
     known = set(available_datasets(include_toy=True)) | set(synthetic_names())
     for dataset in grid.datasets:
         if dataset not in known:

@@ -113,8 +113,8 @@ class DCMH(HashingMethod):
                 loss.backward()
                 optimiser.step()
                 buffer[index] = f.detach()
-                total, batches = total + loss.item(), batches + 1
-            terms[f"loss_{modality}"] = total / batches
+                total, batches = total + loss.detach(), batches + 1  # summed on the device: no sync per batch
+            terms[f"loss_{modality}"] = float(total) / batches
         self.codes = torch.sign(self.buffers["image"] + self.buffers["text"])
         return terms
 

@@ -133,6 +133,24 @@ class NRCHHparams:
     clean_threshold: float = 0.3  # a sample is clean iff p_i ≥ this
 
 
+def clean_minibatches(batches: list[torch.Tensor], clean: torch.Tensor) -> list[torch.Tensor]:
+    """Each minibatch of sample indices restricted to the samples ``clean`` marks (empty ones dropped).
+
+    The same batches as ``[b[clean[b]] for b in batches]`` minus the empty ones, but with two
+    host–device syncs per epoch (the selection and the batch sizes) instead of one per minibatch.
+
+    >>> clean_minibatches([torch.tensor([3, 0]), torch.tensor([2]), torch.tensor([1, 4])],
+    ...                   torch.tensor([True, False, False, True, True]))
+    [tensor([3, 0]), tensor([4])]
+    """
+    order = torch.cat(batches)
+    batch_of = torch.repeat_interleave(torch.arange(len(batches), device=order.device),
+                                       torch.tensor([len(b) for b in batches], device=order.device))
+    keep = clean[order]
+    sizes = torch.bincount(batch_of[keep], minlength=len(batches)).tolist()
+    return [part for part in torch.split(order[keep], sizes) if len(part)]
+
+
 class NRCH(TwoNetHashing):
     """Robust contrastive hashing (RCH) with a dynamic noise separator (DNS), after the authors'
     code (specs/nrch.md).
@@ -208,10 +226,7 @@ class NRCH(TwoNetHashing):
         hp = self.hp
         clean = self._clean_mask(epoch, len(train))
         means = EpochMeans()
-        for idx in ctx.batches(len(train), hp.batch_size, shuffle=True, drop_last=False):
-            idx = idx[clean[idx]]
-            if len(idx) == 0:
-                continue
+        for idx in clean_minibatches(list(ctx.batches(len(train), hp.batch_size, shuffle=True, drop_last=False)), clean):
             means.add(len(idx), self._step(train, idx, ctx))
         self.clean_prob = self._separate_noise(train, ctx)
         return {**means.result(), "clean_fraction": float(clean.float().mean())}
