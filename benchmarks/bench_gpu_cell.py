@@ -91,8 +91,8 @@ def main() -> None:
     rows = [[part, f"{value:.2f}", f"{value / total:.1%}"] for part, value in seconds.items()]
     rows.append(["training (the rest: forward, backward, steps; and the record)", f"{other:.2f}", f"{other / total:.1%}"])
     rows.append(["whole cell", f"{total:.2f}", "100.0%"])
-    print(f"SCBCH, {profile} profile, {args.dataset}, {args.bits} bits, pair-swap 0.5, device {record['device']}; "
-          f"hidden {record['hparams']['hidden']}, {record['hparams']['epochs']} epochs; start to end of fit {fit:.2f} s")
+    print(f"SCBCH, {profile} profile, {args.dataset}, {args.bits} bits, pair-swap 0.5, device {record['environment']['device']}; "
+          f"hidden {record['method']['hparams']['hidden']}, {record['method']['hparams']['epochs']} epochs; start to end of fit {fit:.2f} s")
     print(tabulate(rows, headers=["part", "seconds", "share"], tablefmt="github"))
     memory = record["memory"]
     print("memory (MiB): " + ", ".join(f"{key} {value}" for key, value in memory.items()))

@@ -6,7 +6,8 @@ The record of a cell lives at
 
 so the path is the key: the runner resumes by skipping cells whose record is complete.
 ``<options>`` appears only when the cell departs from the defaults (hyper-parameter overrides
-``+hp-<hash>``, a validation fraction ``+val-<f>``, a validation period ``+every-<N>``), so default
+``+hp-<hash>``, a validation fraction ``+val-<f>``, a validation period ``+every-<N>``, bf16
+autocast ``+bf16``), so default
 runs have the short path of DESIGN.md. A dataset given as a path appears as its file's stem plus a
 hash of the path (cmh_bench.catalog.dataset_label); a noise file (noise model ``file``) as the
 first 12 hex digits of its SHA-256, which is also in the key.
@@ -49,9 +50,9 @@ class Cell:
     val_every: int = DEFAULT_VAL_EVERY  # evaluate validation part and test queries every N epochs (0: final epoch only)
     hparams: tuple[tuple[str, str], ...] = ()  # user overrides, sorted (key, value) pairs
     noise_file: str | None = None  # noise model "file": PATH[:KEY] of the given noisy labels (keyed by its SHA-256)
+    mixed_precision: bool = False  # bf16 autocast (CUDA only): a key field, since it changes the numbers
     # execution fields: how and where, not what
     device: str = "auto"
-    mixed_precision: bool = False
     save_codes: bool = False
     threads: int = 0  # torch CPU threads (0: leave torch's default)
     plugins: tuple[str, ...] = ()  # plugin files to load in the worker before resolving the method
@@ -72,7 +73,13 @@ class Cell:
             "hparams": dict(self.hparams), "seed": self.seed, "profile": self.profile,
             "val_fraction": self.val_fraction, "val_every": self.val_every,
             **({"noise_file_sha256": self.noise_file_sha256} if self.noise_file else {}),
+            **({"precision": self.precision} if self.mixed_precision else {}),
         }
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic the cell trains and encodes in: "bf16" (autocast, ``mixed_precision``) or "fp32"."""
+        return "bf16" if self.mixed_precision else "fp32"
 
     @property
     def noise_file_sha256(self) -> str | None:
@@ -96,6 +103,8 @@ class Cell:
             method += f"+val-{self.val_fraction:g}"
         if self.val_every != DEFAULT_VAL_EVERY:
             method += f"+every-{self.val_every}"
+        if self.mixed_precision:
+            method += f"+{self.precision}"
         seed = f"seed{self.seed}" + (f"-noise{self.noise_seed}" if self.noise_seed not in (None, self.seed) else "")
         return Path(self.profile, dataset, f"{noise}-{self.rate:g}", f"{self.bits}bit", method, f"{seed}.json")
 

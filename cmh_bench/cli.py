@@ -337,7 +337,7 @@ def run(
     partition: Optional[str] = typer.Option(None, help="SLURM: the partition (default: the cluster's default)."),
     time_limit: Optional[int] = typer.Option(None, "--time", help="SLURM: time limit per cell in minutes (default: 240)."),
     device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."),
-    mixed_precision: bool = typer.Option(False, "--mixed-precision", help="bf16 autocast on CUDA (ignored elsewhere)."),
+    mixed_precision: bool = typer.Option(False, "--mixed-precision", help="bf16 autocast on CUDA (refused elsewhere); part of the result's key and path (+bf16)."),
     split: Optional[str] = typer.Option(None, help="Split preset of the dataset files (default: each file's default)."),
     noise_seed: Optional[int] = typer.Option(None, help="Fix the noise seed for every training seed (default: noise seed = seed)."),
     val_fraction: Optional[float] = typer.Option(None, help="Share of the training items held out for validation (default: the dataset card's, else 0.1; 0: no validation)."),

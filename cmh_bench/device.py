@@ -11,24 +11,33 @@ import torch
 from cmh_bench.errors import UserError
 
 
+def check_device_name(name: str) -> None:
+    """``name`` is one of the device forms cmh-bench takes (whether this machine has it is resolve_device's question)."""
+    if name not in ("auto", "cpu", "cuda", "mps") and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+
+
+def check_precision(device: torch.device, mixed_precision: bool) -> None:
+    """bf16 autocast (``--mixed-precision``) runs on CUDA only; elsewhere it would be silently fp32 under a bf16 key."""
+    if mixed_precision and device.type != "cuda":
+        raise UserError(f"--mixed-precision is bf16 autocast on CUDA, but the device is {device.type}; "
+                        f"drop --mixed-precision or run on a GPU")
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` = CUDA if available, then Apple MPS, then CPU; otherwise the named device, checked."""
+    check_device_name(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu or auto")
     if name == "mps" and not _mps_available():
         raise UserError("device 'mps' asked for, but Apple MPS is not available here; use --device cpu or auto")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    device = torch.device(name)
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise UserError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s) "
                         f"(numbered from 0); use cuda:0 ... or auto")

@@ -60,8 +60,10 @@ def release_device_cache() -> None:
 
 
 class Executor(Protocol):
-    """Runs cells; yields (cell, CellOutcome) as each completes. ``pins_gpus``: each cell sees only its own GPU(s)."""
+    """Runs cells; yields (cell, CellOutcome) as each completes. ``runs_here``: the cells run on this
+    machine (so its devices are theirs); ``pins_gpus``: each cell sees only its own GPU(s)."""
 
+    runs_here: bool
     pins_gpus: bool
 
     def run(self, cells: list[Cell], on_epoch: EpochFn) -> Iterator[tuple[Cell, CellOutcome]]: ...
@@ -70,6 +72,7 @@ class Executor(Protocol):
 class InProcessExecutor:
     """Runs the cells one after another in the driver's process (on the device the cell names)."""
 
+    runs_here = True
     pins_gpus = False
 
     def run(self, cells: Iterable[Cell], on_epoch: EpochFn) -> Iterator[tuple[Cell, dict]]:
@@ -105,6 +108,8 @@ class ProcessPoolExecutorBackend:
     ``CUDA_VISIBLE_DEVICES`` list is kept: with ``2,3`` the workers get GPU 2 and GPU 3), so
     ``--jobs`` = number of GPUs gives one worker per GPU, each seeing its GPU as ``cuda``.
     """
+
+    runs_here = True
 
     def __init__(self, jobs: int):
         self.jobs = jobs

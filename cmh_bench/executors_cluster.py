@@ -128,6 +128,11 @@ class ClusterExecutor(abc.ABC):
         """Whether the workers run on the driver's machine."""
 
     @property
+    def runs_here(self) -> bool:
+        """The executor's cells run on this machine (local Ray, slurm-local), so its devices are theirs."""
+        return self.on_this_machine
+
+    @property
     def pins_gpus(self) -> bool:
         """Whether each cell gets GPUs of its own (the engine sets its ``CUDA_VISIBLE_DEVICES``)."""
         return self.gpus_per_cell > 0

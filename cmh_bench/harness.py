@@ -29,7 +29,7 @@ from cmh_bench.cards import find_card
 from cmh_bench.catalog import ensure_dataset
 from cmh_bench.cell import SELECTIONS, Cell
 from cmh_bench.dataset import LoadedSplit, load_split
-from cmh_bench.device import resolve_device
+from cmh_bench.device import check_precision, resolve_device
 from cmh_bench.method import EncodeInput, HashingMethod, LabelFreeTrainSet, RunContext, TrainSet
 from cmh_bench.noise import inject_noise, get_noise_model
 from cmh_bench.profiles import hparams_for
@@ -84,6 +84,7 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
     if cell.threads:
         torch.set_num_threads(cell.threads)
     device = resolve_device(cell.device)
+    check_precision(device, cell.mixed_precision)
     torch.manual_seed(cell.seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

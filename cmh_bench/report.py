@@ -159,6 +159,7 @@ def _record_row(path: Path, record: dict) -> dict:
         "hparams": cell.get("hparams") or {}, "seed": int(cell["seed"]),
         "noise_seed": cell.get("noise_seed"), "method_version": cell.get("method_version"),
         "val_fraction": cell.get("val_fraction"), "val_every": cell.get("val_every"),
+        "precision": cell.get("precision", "fp32"),
         "status": record["status"], "schema_version": record.get("schema_version"),
         "role": method.get("role"), "labels_used": method.get("labels_used"),
         **{f"map@{rule}": _selected_map(record, rule, "mean") for rule in SELECTIONS},
@@ -495,9 +496,10 @@ def render_report(results_dir: Path, out_dir: Path, reported: pd.DataFrame | Non
 
 
 def render_markdown(frame: pd.DataFrame, published: pd.DataFrame, out: Output) -> str:
-    """The README: header, protocol, then one section per profile (its tables never mix profiles)."""
+    """The README: header, protocol, then one section per profile and precision (its tables never mix either)."""
     parts = [_header(frame), _protocol(frame)]
-    parts += [_profile_section(profile, records, published, out) for profile, records in frame.groupby("profile", sort=True)]
+    parts += [_profile_section(profile, precision, records, published, out)
+              for (profile, precision), records in frame.groupby(["profile", "precision"], sort=True)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -567,9 +569,9 @@ def _selection_protocol(frame: pd.DataFrame) -> str:
             "never ranked.")
 
 
-def _profile_section(profile: str, records: pd.DataFrame, published: pd.DataFrame, out: Output) -> str:
-    """The section of one profile: setup, one table section per (dataset, split, noise), failed cells."""
-    parts = [f"## Profile `{profile}`", _setup(profile, records)]
+def _profile_section(profile: str, precision: str, records: pd.DataFrame, published: pd.DataFrame, out: Output) -> str:
+    """The section of one profile at one precision: setup, one table section per (dataset, split, noise), failed cells."""
+    parts = [f"## Profile `{profile}`" + ("" if precision == "fp32" else f" · {precision} autocast"), _setup(profile, records)]
     parts += [_table_section(part, published, out) for _, part in records.groupby(["dataset", "split", "noise"], sort=True)]
     failed = records[records.status == "failed"]
     if len(failed):
@@ -601,7 +603,7 @@ def _setup(profile: str, records: pd.DataFrame) -> str:
         + ", ".join(f"{rule}{'' if rule in RANKABLE_SELECTIONS else ' (†)'}" for rule in SELECTIONS if ok[f"map@{rule}"].notna().any()),
         "- **Methods**: " + ", ".join(f"{m} v{_distinct(p.method_version)}" for m, p in ok.groupby("method", sort=True)),
         *(["- **Hyper-parameter overrides**: " + "; ".join(overrides)] if overrides else []),
-        f"- **Hardware**: {hardware}; {_distinct(ok.platform)}",
+        f"- **Hardware**: {hardware}; precision {_distinct(records.precision)}; {_distinct(ok.platform)}",
         f"- **Software**: cmh-bench {_distinct(ok.cmh_bench)}, Python {_distinct(ok.python)}, torch {_distinct(ok.torch)}, "
         f"numpy {_distinct(ok.numpy)}",
         f"- **Git revisions**: {_distinct(ok.git_revision)}",
@@ -617,7 +619,7 @@ def _setup(profile: str, records: pd.DataFrame) -> str:
 
 def _commands(profile: str, records: pd.DataFrame) -> list[str]:
     """The ``cmh-bench run`` commands whose grids cover the records (one per split, validation options, overrides,
-    fixed noise seed and noise file), then ``cmh-bench report``."""
+    fixed noise seed, noise file and precision), then ``cmh-bench report``."""
     keyed = records.assign(
         overrides=[" ".join(f"--hp {k}={v}" for k, v in sorted(h.items())) for h in records.hparams],
         fixed_noise_seed=["" if pd.isna(ns) or ns == s else f"--noise-seed {int(ns)}" for s, ns in zip(records.seed, records.noise_seed)],
@@ -625,12 +627,13 @@ def _commands(profile: str, records: pd.DataFrame) -> list[str]:
                     for f, e in zip(records.val_fraction, records.val_every)],
     )
     commands = []
-    for (split, validation, overrides, noise_seed, noise_file), part in keyed.groupby(
-            ["split", "validation", "overrides", "fixed_noise_seed", "noise_file"], sort=True):
+    for (split, validation, overrides, noise_seed, noise_file, precision), part in keyed.groupby(
+            ["split", "validation", "overrides", "fixed_noise_seed", "noise_file", "precision"], sort=True):
         options = [f"--profile {profile}", f"--methods {_joined(part.method)}", f"--datasets {_joined(part.dataset)}",
                    f"--noise {_joined(part.noise)}", f"--rates {_joined(part.rate, '{:g}')}", f"--bits {_joined(part.bits)}",
                    f"--seeds {_joined(part.seed)}", f"--split {split}" if split else "",
-                   validation, overrides, noise_seed, f"--noise-file {noise_file}" if noise_file else ""]
+                   validation, overrides, noise_seed, f"--noise-file {noise_file}" if noise_file else "",
+                   "--mixed-precision" if precision != "fp32" else ""]
         commands.append(" ".join(["cmh-bench run", *(o for o in options if o)]))
     return [*commands, "cmh-bench report"]
 
@@ -638,9 +641,11 @@ def _commands(profile: str, records: pd.DataFrame) -> list[str]:
 def _table_section(records: pd.DataFrame, published: pd.DataFrame, out: Output) -> str:
     """One (dataset, split, noise) of a profile: the mean table, its plot, per-direction tables, noise detection, curves."""
     profile, dataset, split, noise = records.iloc[0][TABLE_KEYS]
+    precision = records.iloc[0].precision
     name = f"{_dataset_name(dataset, split)} · {noise}"
-    in_profile = f"{name} ({profile})"  # the plots' titles name the profile
-    slug = _slug(profile, _dataset_name(dataset, split), noise)
+    label = profile if precision == "fp32" else f"{profile}, {precision}"
+    in_profile = f"{name} ({label})"  # the plots' titles name the profile (and a precision other than fp32)
+    slug = _slug(profile if precision == "fp32" else f"{profile}-{precision}", _dataset_name(dataset, split), noise)
     meta = records.groupby("entry")[["group", "selection"]].first()
     matching = published[(published.dataset == dataset) & (published.noise == noise)]
     tables = {metric: build_table(f"Profile {profile}, {name}", what, aggregate(records, metric).droplevel(TABLE_KEYS), meta,

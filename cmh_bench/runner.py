@@ -70,12 +70,13 @@ def run_grid(grid: Grid, results_dir: Path, executor: Executor, *, force: bool =
     Every input is checked (cmh_bench.validation) before the first cell runs or the first record is written.
     """
     from cmh_bench.noise import check_noise_file
-    from cmh_bench.validation import check_device_placement, check_split, check_validation_fits, validate_grid
+    from cmh_bench.validation import check_device, check_split, check_validation_fits, validate_grid
 
     observer = observer or SilentObserver()
     results_dir = Path(results_dir)
     validate_grid(grid, results_dir)
-    check_device_placement(grid.cell_options.get("device", "auto"), executor.pins_gpus)
+    check_device(grid.cell_options.get("device", "auto"), grid.cell_options.get("mixed_precision", False),
+                 runs_here=executor.runs_here, pins_gpus=executor.pins_gpus)
     cells = grid.cells()
     todo = pending_cells(cells, results_dir, force)
     for path in _prepare_datasets(todo).values():

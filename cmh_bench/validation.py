@@ -65,12 +65,18 @@ def check_split(dataset_file: Path, split: str | None) -> None:
     resolve_split(read_info(dataset_file), split)
 
 
-def check_device_placement(device: str, pins_gpus: bool) -> None:
-    """Under an executor that gives each cell its own GPU(s) (which the cell sees as cuda:0, …),
-    ``cuda:N`` would name another cell's GPU or none: ask for ``cuda`` or ``auto`` instead."""
+def check_device(device: str, mixed_precision: bool, *, runs_here: bool, pins_gpus: bool) -> None:
+    """The device can be used by the cells: a known name; available here (and bf16 autocast on CUDA only)
+    when the cells run on this machine; and, under an executor that gives each cell its own GPU(s)
+    (which the cell sees as cuda:0, …), not ``cuda:N``, which would name another cell's GPU or none."""
+    from cmh_bench.device import check_device_name, check_precision, resolve_device
+
+    check_device_name(device)
     if pins_gpus and device.startswith("cuda:"):
         raise UserError(f"--device {device}: this executor gives each cell its own GPU, which the cell sees as cuda:0; "
                         f"use --device cuda (or auto)")
+    if runs_here:
+        check_precision(resolve_device(device), mixed_precision)
 
 
 def check_writable(path: str | os.PathLike, option: str, *, folder: bool) -> None:
@@ -94,12 +100,12 @@ def check_writable(path: str | os.PathLike, option: str, *, folder: bool) -> Non
 
 def validate_grid(grid: Grid, results_dir: Path) -> None:
     """Every check a run needs, before any training or writing: plugins, methods and hyper-parameters,
-    noise models, datasets, rates, bits, the validation options, the device and the results folder.
+    noise models, datasets, rates, bits, the validation options and the results folder (the device
+    is checked by :func:`check_device`, which needs the executor).
 
     Split presets are checked by :func:`check_split` once the dataset files exist (see the runner).
     """
     from cmh_bench.catalog import available_datasets, ensure_dataset, synthetic_names
-    from cmh_bench.device import resolve_device
     from cmh_bench.noise import check_noise_options, get_noise_model
     from cmh_bench.registry import load_plugin_file
 
@@ -120,5 +126,4 @@ def validate_grid(grid: Grid, results_dir: Path) -> None:
     for bits in grid.bits:
         check_bits(bits)
     check_validation_options(options.get("val_fraction"), options.get("val_every", 0))
-    resolve_device(options.get("device", "auto"))
     check_writable(results_dir, "--results", folder=True)

@@ -3,6 +3,9 @@ CUDA queries patched, and the options each executor builds for a GPU run (inspec
 
 from __future__ import annotations
 
+import importlib.util
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -64,7 +67,9 @@ def test_cuda_ordinal_under_a_pinning_executor_is_refused_before_any_cell(two_gp
 
 
 def _ray(gpus: float):
-    pytest.importorskip("ray")
+    # find_spec, not importorskip: importing ray here would set it up before cmh-bench starts it (see start_local_ray)
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed")
     return executors_cluster.RayExecutor(gpus_per_cell=gpus)
 
 
@@ -112,7 +117,8 @@ class FakeJob:
 
 
 def test_slurm_local_gives_each_running_cell_its_own_gpus(monkeypatch, tmp_path):
-    pytest.importorskip("submitit")
+    if importlib.util.find_spec("submitit") is None:
+        pytest.skip("submitit is not installed")
     monkeypatch.setattr(executors, "driver_gpu_ids", lambda: ["2", "3", "4", "5"])
     executor = executors_cluster.SubmititExecutor(tmp_path, cluster="local", jobs=2, gpus_per_cell=2)
     executor._free_gpus = executors_cluster.local_gpu_groups(2, executor.window)
@@ -130,3 +136,51 @@ def test_slurm_local_needs_gpu_numbers(monkeypatch):
     monkeypatch.setattr(executors, "driver_gpu_ids", lambda: ["GPU-1a2b", "GPU-3c4d"])
     with pytest.raises(UserError, match="needs GPU numbers"):
         executors_cluster.local_gpu_groups(1, 2)
+
+
+def test_precision_is_a_key_field_and_part_of_the_path():
+    fp32 = Cell(dataset="toy", method="scbch", bits=16)
+    bf16 = Cell(dataset="toy", method="scbch", bits=16, mixed_precision=True)
+    assert "precision" not in fp32.key() and bf16.key()["precision"] == "bf16"  # fp32 records keep their old key
+    assert fp32.relative_path().parent.name == "scbch" and bf16.relative_path().parent.name == "scbch+bf16"
+
+
+def test_bf16_off_cuda_is_refused_before_any_cell(tmp_path):
+    grid = Grid(methods=("floor-constant",), datasets=("toy",), rates=(0.5,), bits=(16,),
+                cell_options={"device": "cpu", "mixed_precision": True})
+    with pytest.raises(UserError, match="--mixed-precision is bf16 autocast on CUDA, but the device is cpu"):
+        run_grid(grid, tmp_path / "r", InProcessExecutor())
+    assert not (tmp_path / "r").exists()
+    from cmh_bench.harness import run_cell
+
+    with pytest.raises(UserError, match="bf16 autocast on CUDA"):  # a worker applies the same check
+        run_cell(grid.cells()[0])
+
+
+def test_devices_of_remote_cells_are_checked_by_name_only(two_gpus, monkeypatch):
+    from cmh_bench.validation import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a login node without a GPU
+    check_device("cuda", True, runs_here=False, pins_gpus=True)  # the cluster's workers have the GPUs
+    with pytest.raises(UserError, match="unknown device 'cuda:x'"):
+        check_device("cuda:x", False, runs_here=False, pins_gpus=False)
+    with pytest.raises(UserError, match="CUDA is not available here"):
+        check_device("cuda", False, runs_here=True, pins_gpus=False)
+
+
+def test_the_report_never_mixes_precisions_in_one_table(tmp_path):
+    from cmh_bench.harness import run_cell
+    from cmh_bench.record import CellOutcome, write_record
+    from cmh_bench.report import render_report
+
+    results = tmp_path / "results"
+    cell = Cell(dataset="toy", method="floor-constant", bits=16, threads=1)
+    record = run_cell(cell)
+    write_record(results, cell, CellOutcome(record))
+    bf16 = replace(cell, mixed_precision=True)  # a GPU run's record, made here by relabelling a CPU one
+    write_record(results, bf16, CellOutcome({**record, "cell": {**bf16.key(), "method_version": "1"}}))
+    render_report(results, tmp_path / "out")
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert "## Profile `quick`\n" in text and "## Profile `quick` · bf16 autocast" in text
+    assert text.count("### toy · pair-swap") == 2  # one table section per precision
+    assert "--mixed-precision" in text.split("## Profile `quick` · bf16 autocast")[1]
