@@ -75,13 +75,14 @@ class ConsoleRunObserver:
         self.finished += 1
         if record["status"] != "ok":
             error = record["error"]
-            self.out.print(f"[red]failed[/red] {escape(cell.describe())}: {escape(error['type'])}: {escape(error['message'])}")
+            self.out.print(f"[red]failed[/red] {escape(cell.describe())}: {escape(error['type'])}: {escape(error['message'])}",
+                           soft_wrap=True)
         elif self.progress is None:
             selections = record["selections"]
             rule = "val" if "val" in selections else "final"
             chosen = selections[rule]
             self.out.print(f"[{self.finished}/{self.todo}] {escape(cell.describe())}: MAP {chosen['metrics']['mean']['map']:.4f} "
-                           f"({rule}, epoch {chosen['epoch']}), {record['seconds']['total']:.0f} s", highlight=False)
+                           f"({rule}, epoch {chosen['epoch']}), {record['seconds']['total']:.0f} s", highlight=False, soft_wrap=True)
         if self.progress is not None:
             self.progress.advance(self.overall)
 

@@ -101,3 +101,4 @@ def test_run_prints_one_line_per_finished_cell_when_not_on_a_terminal(tmp_path, 
     finished = [line for line in lines if line.startswith("[")]
     assert [line.split("]")[0] for line in finished] == ["[1/2", "[2/2"]
     assert "floor-constant toy pair-swap-0.5 16bit seed0: MAP 0." in finished[0]
+    assert all(line.endswith(" s") for line in finished)  # one unwrapped line each, whatever the width
