@@ -38,7 +38,7 @@ class NoiseModel:
     """One label-noise model.
 
     ``inject(clean, rate, rng, **options) -> noisy`` is the kernel: it receives validated inputs
-    (uint8 N × C labels, a float rate in [0, 1], the model's own Generator, and ``features=`` a list
+    (uint8 N × C labels, a float rate in [0, ``max_rate``], the model's own Generator, and ``features=`` a list
     of 2-D arrays when ``needs_features``) and returns the noisy uint8 matrix. Its keyword-only
     parameters other than ``features`` are the model's options. At rate 0 every kernel returns a
     copy of the clean labels. Call it through ``inject_noise``.
@@ -50,6 +50,7 @@ class NoiseModel:
     uses: str
     needs_features: bool
     inject: Callable[..., np.ndarray]
+    max_rate: float = 1.0  # the largest rate the model takes (a fraction for most; redundant: extra labels per true one)
 
 
 @dataclass
@@ -68,9 +69,9 @@ class NoisyLabels:
 # ---------------------------------------------------------------- shared helpers
 
 
-def _count(rate: float, n: int, *, half_up: bool = False) -> int:
-    """⌊rate·n⌋, or ⌊rate·n + 1/2⌋ (round halves up) when ``half_up``, in exact decimal arithmetic."""
-    return math.floor(Fraction(repr(rate)) * n + (Fraction(1, 2) if half_up else 0))
+def _count(rate: float, n: int) -> int:
+    """⌊rate·n⌋ in exact decimal arithmetic."""
+    return math.floor(Fraction(repr(rate)) * n)
 
 
 def _choose_rows(rng: np.random.Generator, n: int, rate: float) -> np.ndarray:
@@ -304,11 +305,16 @@ def _missing(
 
 
 def _redundant(clean: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
-    """Every sample with k positives gains round(r·k) extra positives (halves round up), chosen
-    uniformly among its negatives and capped by their number."""
+    """Every sample with k positives gains m = round(r·k) extra positives, halves to even as the
+    authors' generator (NACD's noise_label/generate.py, torch.round) does: r = 1.5 gives 1 → 2,
+    3 → 4, 5 → 8; r = 2.5 gives 1 → 2, 3 → 8. They are chosen uniformly among its negatives, at most
+    all of them. The authors cap m at C, not C − k, and take the m largest of uniform draws with the
+    positives' draws set to 0; for m > C − k that picks every negative (the row becomes all ones),
+    which is exactly this cap, so the two give the same label sets and no switch is needed.
+    Rows without positives are untouched; no positive is removed."""
     positive = clean.astype(bool)
     cardinality = positive.sum(1)
-    extra = np.array([_count(rate, k, half_up=True) for k in range(clean.shape[1] + 1)])[cardinality]
+    extra = np.array([round(Fraction(repr(rate)) * k) for k in range(clean.shape[1] + 1)])[cardinality]
     gained = _random_subset(~positive, np.minimum(extra, clean.shape[1] - cardinality), rng)
     return (positive | gained).astype(np.uint8)
 
@@ -354,8 +360,8 @@ NOISE_MODELS: dict[str, NoiseModel] = {
             "partial annotation", False, _missing,
         ),
         NoiseModel(
-            "redundant", "1", "each sample gains round(r*|y|) random extra positive labels",
-            'NACD\'s "redundant annotations"', False, _redundant,
+            "redundant", "2", "each sample gains round(r*|y|) random extra positive labels (halves to even; r up to 3)",
+            'NACD\'s "redundant annotations" (rates 1.0 / 1.5 / 2.0 / 2.5)', False, _redundant, max_rate=3.0,
         ),
         NoiseModel(
             "file", "1", "the noisy training labels of a given file (--noise-file), e.g. the authors' published draw",
@@ -404,17 +410,18 @@ def _check_labels(labels: Any) -> np.ndarray:
     return array.astype(np.uint8)
 
 
-def _check_rate(rate: Any) -> float:
-    """``rate`` as a float in [0, 1], else UserError."""
+def check_rate(rate: Any, name: str) -> float:
+    """``rate`` as a float in [0, the model's ``max_rate``] (1 for every model but ``redundant``), else UserError."""
+    top = get_noise_model(name).max_rate
+    span = f"[0, {top:g}]"
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
-        raise UserError(f"noise rate must be a number in [0, 1], got {rate!r}; pass e.g. rate=0.2")
+        raise UserError(f"noise rate must be a number in {span}, got {rate!r}; pass e.g. rate=0.2")
     rate = float(rate)
     if math.isnan(rate):
-        raise UserError("noise rate is NaN; pass a number in [0, 1], e.g. rate=0.2")
-    if not 0.0 <= rate <= 1.0:
-        raise UserError(
-            f"noise rate {rate!r} is outside [0, 1]; pass a fraction such as 0.2 (not a percentage like 20)"
-        )
+        raise UserError(f"noise rate is NaN; pass a number in {span}, e.g. rate=0.2")
+    if not 0.0 <= rate <= top:
+        hint = "a fraction such as 0.2 (not a percentage like 20)" if top == 1.0 else f"a rate such as 1.0 or 2.5 for {name}"
+        raise UserError(f"noise rate {rate!r} is outside {span} for noise model {name!r}; pass {hint}")
     return rate
 
 
@@ -554,7 +561,7 @@ def check_noise_file(noise_file: str | None, dataset_file, split: str | None) ->
 def inject_noise(
     name: str, clean_labels: Any, rate: float, seed: int, features: Any = None, **options: Any
 ) -> NoisyLabels:
-    """Corrupt ``clean_labels`` (N × C, 0/1) with noise model ``name`` at ``rate`` in [0, 1] and
+    """Corrupt ``clean_labels`` (N × C, 0/1) with noise model ``name`` at ``rate`` in [0, 1] (redundant: [0, 3]) and
     ``seed`` (non-negative int); ``clean_labels`` is not modified.
 
     ``features`` is required by models with ``needs_features`` (``instance``: one N-row matrix, a
@@ -577,7 +584,7 @@ def inject_noise(
         known = ", ".join(_options(model)) or "none"
         raise UserError(f"noise model {model.name!r} has no option {unknown[0]!r}; its options: {known}")
     clean = _check_labels(clean_labels)
-    rate = _check_rate(rate)
+    rate = check_rate(rate, model.name)
     seed = _check_seed(seed)
     if model.needs_features:
         options["features"] = _check_features(features, len(clean))

@@ -14,12 +14,6 @@ from cmh_bench.errors import UserError
 from cmh_bench.grid import Grid
 
 
-def check_rate(rate: float) -> None:
-    """A noise rate is a fraction in [0, 1]."""
-    if not 0.0 <= rate <= 1.0:
-        raise UserError(f"noise rate {rate} is outside [0, 1]; give rates like 0.2,0.5,0.8")
-
-
 def check_bits(bits: int) -> None:
     """A code length is a positive number of bits."""
     if bits < 1:
@@ -106,7 +100,7 @@ def validate_grid(grid: Grid, results_dir: Path) -> None:
     Split presets are checked by :func:`check_split` once the dataset files exist (see the runner).
     """
     from cmh_bench.catalog import available_datasets, ensure_dataset, synthetic_names
-    from cmh_bench.noise import check_noise_options, get_noise_model
+    from cmh_bench.noise import check_noise_options, check_rate, get_noise_model
     from cmh_bench.registry import load_plugin_file
 
     options = grid.cell_options
@@ -121,8 +115,9 @@ def validate_grid(grid: Grid, results_dir: Path) -> None:
     for dataset in grid.datasets:
         if dataset not in known:
             ensure_dataset(dataset)  # raises a UserError saying how to get it
-    for rate in grid.rates:
-        check_rate(rate)
+    for noise in grid.noise:
+        for rate in grid.rates:
+            check_rate(rate, noise)
     for bits in grid.bits:
         check_bits(bits)
     check_validation_options(options.get("val_fraction"), options.get("val_every", 0))

@@ -170,14 +170,36 @@ def test_resample_keeps_cardinality_and_draws_uniform_sets(mirflickr):
     assert np.all(np.abs(per_class - expected) < 5 * math.sqrt(expected))
 
 
-@pytest.mark.parametrize("rate", [0.5, 1.0])
+@pytest.mark.parametrize("rate", [0.5, 1.0, 1.5, 2.5])
 def test_redundant_adds_rounded_share_of_extra_labels(mirflickr, rate):
     n_classes = mirflickr.shape[1]
     cardinality = mirflickr.sum(1).astype(int)
     noisy = run("redundant", mirflickr, rate).labels
     assert not (noisy < mirflickr).any()
-    extra = np.floor(rate * cardinality + 0.5).astype(int)  # round half up: 0.5 * 1 -> 1, 0.5 * 3 -> 2
+    extra = np.round(rate * cardinality).astype(int)  # numpy, like torch.round, rounds halves to even
     assert np.array_equal(noisy.sum(1) - cardinality, np.minimum(extra, n_classes - cardinality))
+
+
+def test_redundant_rounds_halves_to_even_as_the_authors_generator():
+    # the spec's examples: r = 1.5 gives 1 -> 2, 3 -> 4, 5 -> 8; r = 2.5 gives 1 -> 2, 3 -> 8, 7 -> 18
+    clean = np.zeros((4, 40), dtype=np.uint8)
+    for row, k in enumerate((1, 3, 5, 7)):
+        clean[row, :k] = 1
+    added = lambda rate: (run("redundant", clean, rate).labels.sum(1) - clean.sum(1)).tolist()  # noqa: E731
+    assert added(1.5) == [2, 4, 8, 10]
+    assert added(2.5) == [2, 8, 12, 18]
+
+
+def test_redundant_fills_a_row_when_its_negatives_run_out():
+    clean = np.array([[1, 1, 0, 0]], dtype=np.uint8)
+    assert run("redundant", clean, 2.5).labels.tolist() == [[1, 1, 1, 1]]  # m = 5 > the 2 negatives
+
+
+def test_rates_above_one_only_for_redundant():
+    with pytest.raises(UserError, match=r"outside \[0, 1\] for noise model 'pair-swap'"):
+        run("pair-swap", np.eye(3, dtype=np.uint8), 1.5)
+    with pytest.raises(UserError, match=r"outside \[0, 3\] for noise model 'redundant'"):
+        run("redundant", np.eye(3, dtype=np.uint8), 3.5)
 
 
 # ---------------------------------------------------------------- class-flip
