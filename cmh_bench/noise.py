@@ -467,13 +467,19 @@ def realised_noise(clean: np.ndarray, noisy: np.ndarray, requested_rate: float) 
     """The realised corruption of ``noisy`` against ``clean`` (both N × C, 0/1), as plain floats:
     ``requested_rate``; ``sample_fraction_changed``: fraction of rows whose label set changed;
     ``entry_fraction_changed``: fraction of all N·C entries that differ; ``mean_jaccard``: mean over
-    rows of the Jaccard index of the clean and noisy label sets (two empty sets count as 1)."""
-    changed = np.asarray(clean) != np.asarray(noisy)
+    rows of the Jaccard index of the clean and noisy label sets (two empty sets count as 1);
+    ``added_per_true``: added positives over true positives, Σ(noisy ∧ ¬clean) / Σ clean (NACD's
+    redundancy rate, #redundant / #true; 0 when there is no true positive)."""
+    clean, noisy = np.asarray(clean), np.asarray(noisy)
+    changed = clean != noisy
+    true = int(clean.astype(bool).sum())
+    added = int((noisy.astype(bool) & ~clean.astype(bool)).sum())
     return {
         "requested_rate": float(requested_rate),
         "sample_fraction_changed": float(changed.any(1).mean()),
         "entry_fraction_changed": float(changed.mean()),
-        "mean_jaccard": float(_jaccard(np.asarray(clean), np.asarray(noisy)).mean()),
+        "mean_jaccard": float(_jaccard(clean, noisy).mean()),
+        "added_per_true": added / true if true else 0.0,
     }
 
 

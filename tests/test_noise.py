@@ -17,7 +17,7 @@ from cmh_bench.noise import NOISE_MODELS, get_noise_model, inject_noise, realise
 
 MIRFLICKR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mirflickr25k"
 SPEC_ORDER = ["pair-swap", "resample", "flip", "class-flip", "instance", "missing", "redundant"]
-STAT_KEYS = {"requested_rate", "sample_fraction_changed", "entry_fraction_changed", "mean_jaccard"}
+STAT_KEYS = {"requested_rate", "sample_fraction_changed", "entry_fraction_changed", "mean_jaccard", "added_per_true"}
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_every_model_contract(name, small):
     assert np.array_equal(zero.labels, labels) and zero.labels is not labels
     assert not zero.corrupted.any()
     assert zero.stats == {"requested_rate": 0.0, "sample_fraction_changed": 0.0,
-                          "entry_fraction_changed": 0.0, "mean_jaccard": 1.0}
+                          "entry_fraction_changed": 0.0, "mean_jaccard": 1.0, "added_per_true": 0.0}
 
     result = run(name, labels, 0.5, seed=3, features=features)
     again = run(name, labels, 0.5, seed=3, features=features)
@@ -90,7 +90,7 @@ def test_every_model_contract(name, small):
     stats = result.stats
     assert set(stats) == STAT_KEYS and all(type(v) is float for v in stats.values())
     assert stats["requested_rate"] == 0.5
-    assert all(0.0 <= stats[key] <= 1.0 for key in STAT_KEYS)
+    assert all(0.0 <= stats[key] <= 1.0 for key in STAT_KEYS - {"added_per_true"}) and stats["added_per_true"] >= 0.0
     assert stats["sample_fraction_changed"] == result.corrupted.mean()
     json.dumps(stats)
 
@@ -188,6 +188,13 @@ def test_redundant_rounds_halves_to_even_as_the_authors_generator():
     added = lambda rate: (run("redundant", clean, rate).labels.sum(1) - clean.sum(1)).tolist()  # noqa: E731
     assert added(1.5) == [2, 4, 8, 10]
     assert added(2.5) == [2, 8, 12, 18]
+
+
+def test_redundant_records_its_realised_rate_as_added_per_true():
+    clean = np.zeros((2, 20), dtype=np.uint8)
+    clean[0, :2], clean[1, :4] = 1, 1
+    stats = run("redundant", clean, 1.5).stats  # 2 -> 3 and 4 -> 6 added: 9 of 6 true
+    assert stats["added_per_true"] == 9 / 6
 
 
 def test_redundant_fills_a_row_when_its_negatives_run_out():
@@ -327,9 +334,10 @@ def test_realised_noise_hand_computed():
         "sample_fraction_changed": 1 / 3,
         "entry_fraction_changed": 2 / 9,
         "mean_jaccard": pytest.approx((1 + 1 + 1 / 3) / 3),  # empty vs empty counts as 1
+        "added_per_true": 1 / 3,  # one added positive, three true ones
     }
     stats = realised_noise(np.array([[1, 1], [0, 0]]), np.array([[0, 0], [1, 0]]), 1)
-    assert stats["mean_jaccard"] == 0.0 and stats["entry_fraction_changed"] == 0.75
+    assert stats["mean_jaccard"] == 0.0 and stats["entry_fraction_changed"] == 0.75 and stats["added_per_true"] == 0.5
 
 
 # ---------------------------------------------------------------- bad input
