@@ -152,8 +152,9 @@ class ClusterExecutor(abc.ABC):
         cpus = self.cpus_per_cell or (max(1, max(cell.threads for cell in waiting)) if self.on_this_machine else 1)
         environment = forwarded_environment()
         running: dict = {}  # handle -> the cell as the runner gave it
-        self.check_devices({cell.device for cell in waiting})
-        with self._session(cpus):
+        devices = {cell.device for cell in waiting}
+        self.check_devices(devices)
+        with self._session(cpus, devices):
             try:
                 while waiting or running:
                     room = len(waiting) if self.window is None else min(len(waiting), self.window - len(running))
@@ -177,8 +178,9 @@ class ClusterExecutor(abc.ABC):
             return CellOutcome(failed_record(cell, error))
 
     @abc.abstractmethod
-    def _session(self, cpus: int):
-        """A context manager: the engine ready to take cells needing ``cpus`` CPUs each, closed on exit."""
+    def _session(self, cpus: int, devices: set[str]):
+        """A context manager: the engine ready to take cells needing ``cpus`` CPUs each on ``devices``
+        (their --device names), closed on exit."""
 
     @abc.abstractmethod
     def _submit(self, cells: list[Cell], environment: dict[str, str]) -> list:
@@ -233,14 +235,13 @@ class RayExecutor(ClusterExecutor):
         super().__init__(cpus_per_cell, gpus_per_cell)
         self.address = address
         self.dashboard = dashboard
-        self._wants_gpu = False  # set by check_devices: some cell may use a GPU it finds (auto / cuda)
 
     @property
     def on_this_machine(self) -> bool:
         return self.address is None
 
     @contextmanager
-    def _session(self, cpus: int) -> Iterator[None]:
+    def _session(self, cpus: int, devices: set[str]) -> Iterator[None]:
         owned = "ray" not in sys.modules or not sys.modules["ray"].is_initialized()  # not imported: not running
         if owned and self.address is None:
             ray = start_local_ray(dashboard=self.dashboard)  # imports ray, after setting it up for localhost
@@ -253,7 +254,7 @@ class RayExecutor(ClusterExecutor):
             resources = ray.cluster_resources()
             if self.on_this_machine:
                 self._check_fits(resources, cpus)
-            self._check_gpus_used(resources)
+            self._check_gpus_used(resources, devices)
             self._task = ray.remote(**self.task_options(cpus))(run_remote)
             yield
         finally:
@@ -271,16 +272,12 @@ class RayExecutor(ClusterExecutor):
             raise UserError(f"a cell asks for {cpus} CPUs and {self.gpus_per_cell:g} GPUs, but this machine has "
                             f"{resources.get('CPU', 0):g} and {resources.get('GPU', 0):g}; lower --cpus-per-cell / --gpus-per-cell")
 
-    def check_devices(self, devices: set[str]) -> None:
-        """As for every engine, and remember whether a cell may pick a GPU by itself (``auto``)."""
-        super().check_devices(devices)
-        self._wants_gpu = any(d == "auto" or d.startswith("cuda") for d in devices)
-
-    def _check_gpus_used(self, resources: dict) -> None:
+    def _check_gpus_used(self, resources: dict, devices: set[str]) -> None:
         """A Ray task reserving no GPU sees none (older Ray) or every one (newer Ray, all picking cuda:0):
-        on a cluster with GPUs, cells that may use one must reserve it."""
+        on a cluster with GPUs, cells that may use one (``auto``, ``cuda``) must reserve it."""
         gpus = resources.get("GPU", 0)
-        if gpus and self.gpus_per_cell == 0 and self._wants_gpu:
+        wants_gpu = any(d == "auto" or d.startswith("cuda") for d in devices)
+        if gpus and self.gpus_per_cell == 0 and wants_gpu:
             raise UserError(f"the Ray cluster has {gpus:g} GPUs, but --gpus-per-cell is 0, so cells would not get one; "
                             f"give --gpus-per-cell 1 (or a fraction), or --device cpu to run on CPUs")
 
@@ -337,7 +334,7 @@ class SubmititExecutor(ClusterExecutor):
         return self.cluster == "local"
 
     @contextmanager
-    def _session(self, cpus: int) -> Iterator[None]:
+    def _session(self, cpus: int, devices: set[str]) -> Iterator[None]:
         import submitit
 
         self._executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster=self.cluster)

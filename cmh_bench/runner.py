@@ -70,7 +70,7 @@ def run_grid(grid: Grid, results_dir: Path, executor: Executor, *, force: bool =
     Every input is checked (cmh_bench.validation) before the first cell runs or the first record is written.
     """
     from cmh_bench.noise import check_noise_file
-    from cmh_bench.validation import check_device, check_split, check_validation_fits, validate_grid
+    from cmh_bench.validation import check_dataset, check_device, validate_grid
 
     observer = observer or SilentObserver()
     results_dir = Path(results_dir)
@@ -79,10 +79,10 @@ def run_grid(grid: Grid, results_dir: Path, executor: Executor, *, force: bool =
                  runs_here=executor.runs_here, pins_gpus=executor.pins_gpus)
     cells = grid.cells()
     todo = pending_cells(cells, results_dir, force)
-    for path in _prepare_datasets(todo).values():
-        check_split(path, grid.cell_options.get("split"))
-        check_noise_file(grid.cell_options.get("noise_file"), path, grid.cell_options.get("split"))
-    check_validation_fits(todo)
+    split = grid.cell_options.get("split")
+    for name, path in _prepare_datasets(todo).items():
+        check_dataset(path, split, [c for c in todo if c.dataset == name])
+        check_noise_file(grid.cell_options.get("noise_file"), path, split)
     summary = RunSummary(total=len(cells), skipped=len(cells) - len(todo))
     started = time.perf_counter()
     observer.planned(summary.total, summary.skipped, todo, results_dir)

@@ -39,24 +39,17 @@ def check_validation_options(fraction: float | None, every: int) -> None:
         raise UserError(f"--val-every {every}: give a number of epochs >= 0 (0: the final epoch only)")
 
 
-def check_validation_fits(cells: list) -> None:
-    """Each cell's validation part holds out at least two training items and leaves some to fit on
-    (the dataset files must exist: the runner calls this after preparing them)."""
+def check_dataset(dataset_file: Path, split: str | None, cells: list) -> None:
+    """The dataset file is valid (read once), has the split preset (None: the file's default), and each of
+    its ``cells``' validation parts holds out at least two training items and leaves some to fit on."""
     from cmh_bench.cards import find_card
-    from cmh_bench.catalog import ensure_dataset
     from cmh_bench.dataset import read_info, resolve_split
     from cmh_bench.splits import validation_fraction, validation_split
 
-    for dataset, split, fraction in dict.fromkeys((c.dataset, c.split, validation_fraction(c, find_card(c.dataset))) for c in cells):
-        info = read_info(ensure_dataset(dataset))
-        validation_split(info.split_sizes[resolve_split(info, split)]["train"], fraction)
-
-
-def check_split(dataset_file: Path, split: str | None) -> None:
-    """The dataset file is valid and has the split preset (None: the file's default)."""
-    from cmh_bench.dataset import read_info, resolve_split
-
-    resolve_split(read_info(dataset_file), split)
+    info = read_info(dataset_file)
+    n_train = info.split_sizes[resolve_split(info, split)]["train"]
+    for fraction in dict.fromkeys(validation_fraction(c, find_card(c.dataset)) for c in cells):
+        validation_split(n_train, fraction)
 
 
 def check_device(device: str, mixed_precision: bool, *, runs_here: bool, pins_gpus: bool) -> None:
@@ -94,13 +87,14 @@ def check_writable(path: str | os.PathLike, option: str, *, folder: bool) -> Non
 
 def validate_grid(grid: Grid, results_dir: Path) -> None:
     """Every check a run needs, before any training or writing: plugins, methods and hyper-parameters,
-    noise models, datasets, rates, bits, the validation options and the results folder (the device
+    noise models and rates, datasets, bits, the validation options and the results folder (the device
     is checked by :func:`check_device`, which needs the executor).
 
-    Split presets are checked by :func:`check_split` once the dataset files exist (see the runner).
+    Split presets and validation parts are checked by :func:`check_dataset` once the dataset files
+    exist (see the runner).
     """
     from cmh_bench.catalog import available_datasets, ensure_dataset, synthetic_names
-    from cmh_bench.noise import check_noise_options, check_rate, get_noise_model
+    from cmh_bench.noise import check_noise_options, check_rate
     from cmh_bench.registry import load_plugin_file
 
     options = grid.cell_options
@@ -109,15 +103,13 @@ def validate_grid(grid: Grid, results_dir: Path) -> None:
     for method in grid.methods:
         check_hparams(method, options.get("profile", "quick"), dict(options.get("hparams", ())))
     for noise in grid.noise:
-        get_noise_model(noise)
+        for rate in grid.rates:
+            check_rate(rate, noise)  # also rejects an unknown noise model
     check_noise_options(options.get("noise_file"), grid.noise, grid.rates)
     known = set(available_datasets(include_toy=True)) | set(synthetic_names())
     for dataset in grid.datasets:
         if dataset not in known:
             ensure_dataset(dataset)  # raises a UserError saying how to get it
-    for noise in grid.noise:
-        for rate in grid.rates:
-            check_rate(rate, noise)
     for bits in grid.bits:
         check_bits(bits)
     check_validation_options(options.get("val_fraction"), options.get("val_every", 0))

@@ -81,13 +81,10 @@ def test_ray_tasks_always_state_their_gpus():
 
 def test_ray_refuses_cells_that_could_use_a_gpu_they_did_not_reserve():
     executor = _ray(0)
-    executor.check_devices({"auto"})
     with pytest.raises(UserError, match="has 2 GPUs, but --gpus-per-cell is 0"):
-        executor._check_gpus_used({"CPU": 8, "GPU": 2})
-    executor._check_gpus_used({"CPU": 8})  # a CPU-only cluster: fine
-    cpu_only = _ray(0)
-    cpu_only.check_devices({"cpu"})
-    cpu_only._check_gpus_used({"CPU": 8, "GPU": 2})  # --device cpu on a GPU cluster: fine
+        executor._check_gpus_used({"CPU": 8, "GPU": 2}, {"auto"})
+    executor._check_gpus_used({"CPU": 8}, {"auto"})  # a CPU-only cluster: fine
+    executor._check_gpus_used({"CPU": 8, "GPU": 2}, {"cpu"})  # --device cpu on a GPU cluster: fine
     with pytest.raises(UserError, match="--device cuda needs a GPU per cell"):
         _ray(0).check_devices({"cuda"})
 
