@@ -32,7 +32,7 @@ from cmh_bench.dataset import LoadedSplit, load_split
 from cmh_bench.device import check_precision, resolve_device
 from cmh_bench.method import EncodeInput, HashingMethod, LabelFreeTrainSet, RunContext, TrainSet
 from cmh_bench.noise import inject_noise, get_noise_model
-from cmh_bench.profiles import hparams_for
+from cmh_bench.profiles import cell_hparams
 from cmh_bench.record import CellOutcome, build_record, peak_memory
 from cmh_bench.registry import get_method, load_plugin_file
 from cmh_bench.selection import Chosen, Selection, ValidationPart, as_retrieval, evaluate_keeping_threads
@@ -65,8 +65,7 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
     method_cls: type[HashingMethod] = entry.load()
     path = ensure_dataset(cell.dataset)
     data = load_split(path, cell.split)
-    card_overrides = _card_overrides(cell.dataset, method_cls.family)
-    hp = hparams_for(entry, cell.profile, card_overrides, dict(cell.hparams))
+    hp = cell_hparams(cell)
 
     noise_model = get_noise_model(cell.noise)
     noisy = inject_noise(
@@ -164,12 +163,6 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
         return CellOutcome(record)
     codes = as_retrieval(selection.chosen[ranked].codes, data.query.labels, data.database.labels)
     return CellOutcome(record, codes, histograms[ranked])
-
-
-def _card_overrides(dataset: str, family: str) -> dict:
-    """The hyper-parameter overrides the dataset's card sets for a method family (none without a card or family)."""
-    card = find_card(dataset)
-    return card.overrides_for(family) if card is not None and family else {}
 
 
 def _selected_metrics(chosen: dict[str, Chosen], data: LoadedSplit) -> tuple[dict, dict]:

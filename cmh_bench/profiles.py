@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from cmh_bench.cards import find_card
 from cmh_bench.errors import UserError
 from cmh_bench.method import resolve_hparams
 
@@ -52,3 +53,15 @@ def hparams_for(entry, profile: str, card_overrides: dict, user_overrides: dict)
     """The hyper-parameters of one cell: published defaults, the profile's class overrides, the tuned
     file, the dataset card, the registered variant, then the user's overrides (``resolve_hparams``)."""
     return resolve_hparams(entry.load(), profile, tuned_values(entry, profile), card_overrides, entry.variant, user_overrides)
+
+
+def cell_hparams(cell):
+    """The hyper-parameters a cell trains with (``hparams_for`` with its dataset card's overrides for the
+    method's family); None for a method without hyper-parameters."""
+    from cmh_bench.registry import get_method
+
+    entry = get_method(cell.method)
+    family = entry.load().family
+    card = find_card(cell.dataset)
+    card_overrides = card.overrides_for(family) if card is not None and family else {}
+    return hparams_for(entry, cell.profile, card_overrides, dict(cell.hparams))

@@ -129,13 +129,15 @@ def existing_record(path: Path) -> dict | None:
         return None
 
 
-def is_complete(record: dict | None, cell: Cell, method_version: str) -> bool:
-    """True if ``record`` is a successful run of exactly this cell with this method version."""
+def is_complete(record: dict | None, cell: Cell, method_version: str, hparams: dict) -> bool:
+    """True if ``record`` is a successful run of exactly this cell with this method version and these
+    resolved hyper-parameters (so a re-tuned profile file or a changed card re-runs the cells it changes)."""
     return (
         record is not None
         and record.get("status") == "ok"
         and record.get("schema_version") == SCHEMA_VERSION
         and record.get("cell") == {**cell.key(), "method_version": method_version}
+        and (record.get("method") or {}).get("hparams") == json.loads(json.dumps(hparams))
     )
 
 

@@ -8,13 +8,14 @@ retries failed ones and duplicates nothing. ``force`` redoes every cell of the g
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from cmh_bench.cell import Cell
 from cmh_bench.grid import Grid
 from cmh_bench.executors import Executor
+from cmh_bench.profiles import cell_hparams
 from cmh_bench.record import existing_record, is_complete, write_record
 
 
@@ -37,7 +38,14 @@ def pending_cells(cells: list[Cell], results_dir: Path, force: bool = False) -> 
     from cmh_bench.registry import get_method
 
     versions = {m: get_method(m).version for m in {c.method for c in cells}}
-    return [c for c in cells if not is_complete(existing_record(results_dir / c.relative_path()), c, versions[c.method])]
+    return [c for c in cells
+            if not is_complete(existing_record(results_dir / c.relative_path()), c, versions[c.method], resolved_hparams(c))]
+
+
+def resolved_hparams(cell: Cell) -> dict:
+    """The cell's resolved hyper-parameters as its record stores them ({} for a method without any)."""
+    hp = cell_hparams(cell)
+    return asdict(hp) if hp is not None else {}
 
 
 class RunObserver(Protocol):

@@ -117,3 +117,19 @@ def test_the_grid_extends_beyond_an_edge_winner_at_most_twice():
     assert extension_factor(entry, widest, scored(4, 5)) is None  # two extensions at most
     failed = [{"score": None, "cells": 0, "failed": 2}] * 3
     assert extension_factor(entry, points, failed) is None
+
+
+def test_a_retuned_profile_reruns_the_cells_it_changes(plugin, tmp_path, capsys):
+    """A record is complete only for the hyper-parameters the cell resolves to now: after a tuned file
+    changes a method's lr, `run` redoes its cells instead of keeping the old records."""
+    plugin, name = plugin
+    argv = ["run", "--plugin", str(plugin), "--methods", name, "--datasets", "toy", "--bits", "16", "--rates", "0.5",
+            "--profile", "quick", "--hp", "epochs=1", "--results", str(tmp_path / "results")]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert main(argv) == 0 and "0 to run" in capsys.readouterr().out
+    path = plugin.parent / "profiles" / "quick" / f"{name}.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump({"method": name, "profile": "quick", "values": {"lr": 0.0625}}))
+    assert main(argv) == 0 and "1 to run" in capsys.readouterr().out
+    record = next((tmp_path / "results").rglob("*.json"))
+    assert yaml.safe_load(record.read_text())["method"]["hparams"]["lr"] == 0.0625
