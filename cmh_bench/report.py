@@ -4,7 +4,8 @@
 except the published numbers of :mod:`cmh_bench.reported` (unranked "reported" rows). It writes
 ``README.md``, ``leaderboard.csv``, ``leaderboard.tex`` and ``plots/*.png`` into ``out_dir``, each
 atomically and deterministically: no timestamps, no absolute paths, everything sorted, so a committed
-leaderboard can be checked by rendering it again. ``load_records`` gives the long frame on its own.
+leaderboard can be checked by rendering it again. The long frame and its aggregates come from
+:mod:`cmh_bench.results`.
 
 The rules (also stated in the rendered protocol):
 
@@ -41,15 +42,12 @@ import pandas as pd
 from scipy import stats as scipy_stats
 from tabulate import tabulate
 
-from cmh_bench import plots
+from cmh_bench import plots, robustness
 from cmh_bench.atomic import write_text_atomic
-from cmh_bench.cell import DEFAULT_VAL_EVERY, RANKABLE_SELECTIONS, SELECTIONS
+from cmh_bench.cell import RANKABLE_SELECTIONS, SELECTIONS
 from cmh_bench.reported import reported_numbers
-from cmh_bench.errors import UserError
-from cmh_bench.record import read_record
+from cmh_bench.results import CELL_COLUMNS, RANKED_GROUPS, TABLE_KEYS, aggregate, load, ranking_rule, run_commands
 
-TABLE_KEYS = ["profile", "dataset", "split", "noise"]
-CELL_COLUMNS = ("rate", "bits")
 METRICS = {  # frame column -> what its table shows
     "map": "Mean of I2T and T2I MAP (tie-aware MAP@all)",
     "map_i2t": "I2T MAP (image queries against text codes)",
@@ -64,11 +62,21 @@ GROUPS = {  # row group -> heading row inside a table (None: no heading); the or
     "upper-bound": "upper bounds (clean labels), never ranked",
 }
 GROUP_ORDER = {group: i for i, group in enumerate(GROUPS)}
-RANKED_GROUPS = ("ranked", "label-free")  # groups whose rows are ranked, each among its own rows
 LABEL_FREE_NOTE = ("**Label-free rows** (role label-free: UCCH, DJSRH, DGCPN): the harness hands these methods no "
                    "labels, so their MAP does not depend on the noise model or rate; they follow the ranked rows under "
                    "their own heading and are ranked the same way among themselves (their own bold and ≈), never "
                    "with the noisy-label methods.")
+GROUP_LABELS = {"ranked": "noisy labels", "label-free": "label-free"}
+NO_CLEAN_REFERENCE = "no clean-label reference"
+ROBUSTNESS_NOTE = (
+    "Per dataset and noise model, the ranked rows (rule as in the tables) ranked by the **area under the MAP–noise-rate "
+    "curve**: the trapezoid area over the table's noise rates (> 0) divided by the rate range, i.e. the mean MAP over the "
+    "range, per code length and then averaged over the code lengths where every row of the group has every rate; "
+    "**drop**: MAP at rate 0 (clean labels) minus MAP at the highest rate, over the same code lengths "
+    f"(\"{NO_CLEAN_REFERENCE}\" without rate-0 cells). Both: mean ± std over seeds. **Rank kept**: of the compared "
+    "seeds (the largest seed set that at least two rows of the group share; a row with fewer seeds: —), how many rank the "
+    "row where the mean over them does; **Kendall τ**: mean τ-b between the seeds' "
+    "rankings of the group (1: every seed orders the rows alike). Label-free rows are ranked among themselves.")
 ALPHA = 0.05
 MIN_SEEDS_FOR_TEST = 2
 CONSTANT_SPREAD = 1e-12  # per-seed values closer than this are one constant (float noise of a mean)
@@ -76,8 +84,6 @@ PROFILES = {
     "paper": "the published hyper-parameters (network widths, epochs, batch sizes), meant for a GPU",
     "quick": "reduced widths and epochs, for CPU runs and CI",
 }
-ENVIRONMENT_KEYS = ("device", "device_name", "cpu", "torch_threads", "platform", "git_revision", "cmh_bench",
-                    "python", "torch", "numpy")
 REPORTED_COLUMNS = ["method", "dataset", "noise", "rate", "bits", "map", "source", "protocol"]
 DAGGER_NOTE = "† optimistic: model selected on the test queries (best epoch, the authors' protocol)."
 MARKDOWN = {"pm": " ± ", "bold": "**{}**", "tied": " ≈", "dagger": "†", "missing": "—"}
@@ -87,136 +93,6 @@ LATEX_ESCAPES = {
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "·": r"$\cdot$", "†": r"$^\dagger$",
     "≈": r"$\approx$", "—": "---", "×": r"$\times$",
 }
-
-
-# ---------------------------------------------------------------- records -> long frame
-
-
-def load_records(results_dir: Path, rank_by: str = "val") -> pd.DataFrame:
-    """One row per result record under ``results_dir`` (the files ``**/seed*.json``), sorted by path.
-
-    Columns: ``path`` (relative to ``results_dir``); the cell: profile, dataset, split ("" = the file's
-    default preset), noise, rate, bits, method, entry (the method folder of the path: the method plus
-    "+hp-…" / "+val-…"), hparams (dict), seed, noise_seed, method_version, val_fraction, val_every; status;
-    role and labels_used (for failed records, which lack them: from the method's other records, else
-    the registry); schema_version; per rule of ``SELECTIONS``, ``map@<rule>`` and ``epoch@<rule>`` (mean tie-aware MAP@all
-    and the selected epoch; None where the record lacks the rule); lacks (rules without metrics);
-    selection (the rule shown in the tables: ``ranking_rule`` of the frame, else the record's only rule),
-    group (the table row group, see ``GROUPS``); map, map_i2t, map_t2i (tie-aware MAP@all of the shown
-    rule: mean of the directions, I2T, T2I); weight_auc; train_seconds, total_seconds;
-    noise_version, noise_file (the given noise file, "" for none); split_preset, sizes, dataset_sha256;
-    the environment (``ENVIRONMENT_KEYS``);
-    error ("Type: message" of failed records); and the raw epochs (list of dicts) and
-    noise_detection (dict or None). ``rank_by``: the rule asked for (``val`` or ``final``; ``ranking_rule``
-    gives the one in force). A file that is not a readable result record, or another rule, raises UserError.
-    """
-    if rank_by not in RANKABLE_SELECTIONS:
-        raise UserError(f"cannot rank by {rank_by!r}: rank by {' or '.join(RANKABLE_SELECTIONS)} "
-                        f"({', '.join(r for r in SELECTIONS if r not in RANKABLE_SELECTIONS)} read clean labels or the test queries and are never ranked)")
-    results_dir = Path(results_dir)
-    paths = sorted(results_dir.rglob("seed*.json"))
-    if not paths:
-        raise UserError(f"no result records under {results_dir}; run `cmh-bench run` first")
-    records = [read_record(path) for path in paths]
-    frame = pd.DataFrame([_record_row(path.relative_to(results_dir), record) for path, record in zip(paths, records)])
-    _fill_roles(frame)
-    every_record_has_val = frame[frame.status == "ok"]["map@val"].notna().all()
-    frame.attrs["rank_by"] = rank_by
-    frame.attrs["ranking_rule"] = rule = "val" if rank_by == "val" and every_record_has_val else "final"
-    shown = [rule if rule not in lacks else next((r for r in SELECTIONS if r not in lacks), rule) for lacks in frame.lacks]
-    frame["selection"] = shown
-    for column, key in (("map", "mean"), ("map_i2t", "i2t"), ("map_t2i", "t2i")):
-        frame[column] = [_selected_map(record, selection, key) for record, selection in zip(records, shown)]
-    frame["group"] = [_group(*row) for row in zip(frame.role, frame.labels_used, frame.selection)]
-    return frame
-
-
-def ranking_rule(frame: pd.DataFrame) -> str:
-    """The rule the tables of a ``load_records`` frame rank by: ``val`` when asked and every successful record
-    has it, else ``final``."""
-    return frame.attrs["ranking_rule"]
-
-
-def _selected_map(record: dict, rule: str, direction: str) -> float | None:
-    """The record's tie-aware MAP@all of one direction (or "mean") at the epoch of ``rule``; None if it lacks it."""
-    selected = record.get("selections", {}).get(rule)
-    return None if selected is None else selected["metrics"].get(direction, {}).get("map")
-
-
-def _record_row(path: Path, record: dict) -> dict:
-    """The frame row of one record (see ``load_records``); missing optional parts become None."""
-    cell = record["cell"]
-    method = record.get("method", {})
-    selections = record.get("selections", {})
-    detection = record.get("noise_detection")
-    dataset = record.get("dataset", {})
-    environment = record.get("environment", {})
-    error = record.get("error")
-    return {
-        "path": path.as_posix(),
-        "profile": cell["profile"], "dataset": cell["dataset"], "split": cell.get("split") or "", "noise": cell["noise"],
-        "rate": float(cell["rate"]), "bits": int(cell["bits"]), "method": cell["method"], "entry": path.parent.name,
-        "hparams": cell.get("hparams") or {}, "seed": int(cell["seed"]),
-        "noise_seed": cell.get("noise_seed"), "method_version": cell.get("method_version"),
-        "val_fraction": cell.get("val_fraction"), "val_every": cell.get("val_every"),
-        "precision": cell.get("precision", "fp32"),
-        "status": record["status"], "schema_version": record.get("schema_version"),
-        "role": method.get("role"), "labels_used": method.get("labels_used"),
-        **{f"map@{rule}": _selected_map(record, rule, "mean") for rule in SELECTIONS},
-        **{f"epoch@{rule}": selections.get(rule, {}).get("epoch") for rule in SELECTIONS},
-        "lacks": tuple(record.get("lacks", ())) if record["status"] == "ok" else (),
-        "weight_auc": (detection or {}).get("weight_auc"),
-        "train_seconds": record.get("seconds", {}).get("train"), "total_seconds": record.get("seconds", {}).get("total"),
-        "noise_version": record.get("noise", {}).get("version"), "noise_file": record.get("noise", {}).get("file") or "",
-        "split_preset": dataset.get("split"), "sizes": dataset.get("sizes"), "dataset_sha256": dataset.get("sha256"),
-        **{key: environment.get(key) for key in ENVIRONMENT_KEYS},
-        "error": f"{error['type']}: {error['message']}" if error else None,
-        "epochs": record.get("epochs") or [],
-        "noise_detection": detection,
-    }
-
-
-def _fill_roles(frame: pd.DataFrame) -> None:
-    """Give failed records (which carry no method block) the role and labels of their method's other records,
-    or the registry's role when the method has no successful record."""
-    known = frame.dropna(subset=["role"]).groupby("method")[["role", "labels_used"]].first()
-    missing = frame.role.isna()
-    names = frame.loc[missing, "method"]
-    frame.loc[missing, "labels_used"] = names.map(known.labels_used)
-    frame.loc[missing, "role"] = [known.role.get(name) or _registered_role(name) for name in names]
-
-
-def _registered_role(name: str) -> str:
-    """The registry's role of method ``name``; "method" for a name it does not know (e.g. a removed plugin)."""
-    from cmh_bench.registry import get_method
-
-    try:
-        return get_method(name).role
-    except UserError:
-        return "method"
-
-
-def _group(role: str, labels_used: str | None, selection: str) -> str:
-    """The row group of a record: upper bounds and reference rows by role, then optimistic selections, then ranked."""
-    if role == "upper-bound" or labels_used == "clean":
-        return "upper-bound"
-    if role == "reference":
-        return "reference"
-    if selection not in RANKABLE_SELECTIONS:
-        return "optimistic"
-    return "label-free" if role == "label-free" else "ranked"
-
-
-def aggregate(frame: pd.DataFrame, value: str, columns: tuple[str, ...] = CELL_COLUMNS) -> pd.DataFrame:
-    """Per (table, entry, *columns): mean, std (ddof 1), n and samples (tuple) of ``value`` over the successful
-    records that have it, and n_failed (failed records). Keys with only failed records have n = 0."""
-    keys = [*TABLE_KEYS, "entry", *columns]
-    ok = frame[(frame.status == "ok") & frame[value].notna()]
-    grouped = ok.groupby(keys)[value]
-    stats = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(), "n": grouped.count(), "samples": grouped.agg(tuple)})
-    failed = frame[frame.status == "failed"].groupby(keys).size().rename("n_failed")
-    stats = stats.join(failed, how="outer").fillna({"n": 0, "n_failed": 0})
-    return stats.astype({"n": int, "n_failed": int})
 
 
 # ---------------------------------------------------------------- tables
@@ -476,7 +352,7 @@ def render_report(results_dir: Path, out_dir: Path, reported: pd.DataFrame | Non
     published numbers (columns ``REPORTED_COLUMNS``); None takes them from :mod:`cmh_bench.reported`.
     ``rank_by``: ``val`` (the default; ``final`` for records without it) or ``final``.
     """
-    frame = load_records(results_dir, rank_by)
+    frame = load(results_dir, rank_by)
     published = reported_numbers() if reported is None else reported
     out = Output()
     markdown = render_markdown(frame, published, out)
@@ -571,12 +447,51 @@ def _selection_protocol(frame: pd.DataFrame) -> str:
 
 def _profile_section(profile: str, precision: str, records: pd.DataFrame, published: pd.DataFrame, out: Output) -> str:
     """The section of one profile at one precision: setup, one table section per (dataset, split, noise), failed cells."""
-    parts = [f"## Profile `{profile}`" + ("" if precision == "fp32" else f" · {precision} autocast"), _setup(profile, records)]
+    parts = [f"## Profile `{profile}`" + ("" if precision == "fp32" else f" · {precision} autocast"), _setup(profile, records),
+             *_robustness_section(robustness.summary(records))]
     parts += [_table_section(part, published, out) for _, part in records.groupby(["dataset", "split", "noise"], sort=True)]
     failed = records[records.status == "failed"]
     if len(failed):
         parts.append(_failed_section(failed))
     return "\n\n".join(parts)
+
+
+def _robustness_section(summary: pd.DataFrame) -> list[str]:
+    """The robustness table of a profile (``robustness.summary``): per dataset and noise model, each ranked row's
+    area under the MAP–rate curve, drop from the clean-label cell, rank and its stability over seeds."""
+    if summary.empty:
+        return []
+    rows = [[f"{_dataset_name(r.dataset, r.split)} · {r.noise}", GROUP_LABELS[r.group], str(r.rank), r.entry,
+             _mean_std(r.area, r.area_std), _drop(r), str(r.n_seeds), _rank_kept(r), _tau(r.kendall_tau),
+             " / ".join(_percent(rate) for rate in r.rates), " / ".join(map(str, r.bits))]
+            for r in summary.itertuples()]
+    header = ["dataset · noise", "group", "rank", "method", "area under MAP–rate", "drop: clean → highest rate", "seeds",
+              "rank kept", "Kendall τ", "noise rates", "bits"]
+    table = tabulate(rows, header, tablefmt="pipe", disable_numparse=True,
+                     colalign=["left", "left", "right", "left", *["right"] * 7])
+    return ["### Robustness", ROBUSTNESS_NOTE, table]
+
+
+def _mean_std(mean: float, std: float) -> str:
+    """mean ± std (std only when finite), three decimals."""
+    return format_number(mean) + (MARKDOWN["pm"] + format_number(std) if np.isfinite(std) else "")
+
+
+def _drop(row) -> str:
+    """The drop cell of a robustness row: mean ± std, or that the row has no rate-0 cell."""
+    return _mean_std(row.drop, row.drop_std) if row.clean_reference else NO_CLEAN_REFERENCE
+
+
+def _rank_kept(row) -> str:
+    """"k/n" seeds keeping the row's rank, or "—" when fewer than two seeds are common to the group's rows."""
+    if row.seeds_compared < 2 or not np.isfinite(row.rank_kept):
+        return MARKDOWN["missing"]
+    return f"{round(row.rank_kept * row.seeds_compared)}/{row.seeds_compared}"
+
+
+def _tau(tau: float) -> str:
+    """Kendall τ with two decimals, "—" when undefined."""
+    return f"{tau:.2f}" if np.isfinite(tau) else MARKDOWN["missing"]
 
 
 def _setup(profile: str, records: pd.DataFrame) -> str:
@@ -611,31 +526,10 @@ def _setup(profile: str, records: pd.DataFrame) -> str:
         "Regenerate (a run skips complete cells):",
         "",
         "```sh",
-        *_commands(profile, records),
+        *run_commands(profile, records),
         "```",
     ]
     return "\n".join(lines)
-
-
-def _commands(profile: str, records: pd.DataFrame) -> list[str]:
-    """The ``cmh-bench run`` commands whose grids cover the records (one per split, validation options, overrides,
-    fixed noise seed, noise file and precision), then ``cmh-bench report``."""
-    keyed = records.assign(
-        overrides=[" ".join(f"--hp {k}={v}" for k, v in sorted(h.items())) for h in records.hparams],
-        fixed_noise_seed=["" if pd.isna(ns) or ns == s else f"--noise-seed {int(ns)}" for s, ns in zip(records.seed, records.noise_seed)],
-        validation=[" ".join(([f"--val-fraction {f:g}"] if pd.notna(f) else []) + ([f"--val-every {int(e)}"] if pd.notna(e) and e != DEFAULT_VAL_EVERY else []))
-                    for f, e in zip(records.val_fraction, records.val_every)],
-    )
-    commands = []
-    for (split, validation, overrides, noise_seed, noise_file, precision), part in keyed.groupby(
-            ["split", "validation", "overrides", "fixed_noise_seed", "noise_file", "precision"], sort=True):
-        options = [f"--profile {profile}", f"--methods {_joined(part.method)}", f"--datasets {_joined(part.dataset)}",
-                   f"--noise {_joined(part.noise)}", f"--rates {_joined(part.rate, '{:g}')}", f"--bits {_joined(part.bits)}",
-                   f"--seeds {_joined(part.seed)}", f"--split {split}" if split else "",
-                   validation, overrides, noise_seed, f"--noise-file {noise_file}" if noise_file else "",
-                   "--mixed-precision" if precision != "fp32" else ""]
-        commands.append(" ".join(["cmh-bench run", *(o for o in options if o)]))
-    return [*commands, "cmh-bench report"]
 
 
 def _table_section(records: pd.DataFrame, published: pd.DataFrame, out: Output) -> str:
@@ -811,11 +705,6 @@ def _distinct(values: pd.Series) -> str:
     """The distinct non-missing values, sorted, comma-separated (integral floats without ".0"); "unknown" if none."""
     texts = {str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values.dropna()}
     return ", ".join(sorted(texts)) or "unknown"
-
-
-def _joined(values: pd.Series, fmt: str = "{}") -> str:
-    """The distinct values, sorted, formatted and comma-separated (a CLI list)."""
-    return ",".join(fmt.format(v) for v in sorted(set(values)))
 
 
 # ---------------------------------------------------------------- exports
