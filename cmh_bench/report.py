@@ -66,6 +66,7 @@ LABEL_FREE_NOTE = ("**Label-free rows** (role label-free: UCCH, DJSRH, DGCPN): t
                    "labels, so their MAP does not depend on the noise model or rate; they follow the ranked rows under "
                    "their own heading and are ranked the same way among themselves (their own bold and ≈), never "
                    "with the noisy-label methods.")
+SITE_DIR = "site"  # the static site's folder inside the leaderboard
 GROUP_LABELS = {"ranked": "noisy labels", "label-free": "label-free"}
 NO_CLEAN_REFERENCE = "no clean-label reference"
 ROBUSTNESS_NOTE = (
@@ -311,15 +312,21 @@ def _latex(text: str) -> str:
     return "".join(LATEX_ESCAPES.get(ch, ch) for ch in text)
 
 
-def _percent(rate: float) -> str:
+def percent(rate: float) -> str:
     """A noise rate as a percentage, e.g. 0.2 -> "20%"."""
     return f"{rate * 100:g}%"
 
 
 _AXES = {  # column name -> (what the axis is, label of one value)
-    "rate": ("noise rate", _percent),
+    "rate": ("noise rate", percent),
     "bits": ("code length", lambda bits: f"{bits} bit"),
 }
+
+
+def table_slug(profile: str, precision: str, dataset: str, split: str, noise: str) -> str:
+    """The file-name stem of one table (profile, precision other than fp32, dataset[@split], noise): its plots'
+    prefix and its site page."""
+    return _slug(profile if precision == "fp32" else f"{profile}-{precision}", dataset_name(dataset, split), noise)
 
 
 def _slug(*parts: str) -> str:
@@ -336,21 +343,26 @@ class Output:
 
     latex: list[Table] = field(default_factory=list)
     plots: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # path relative to out_dir -> draw(path)
+    alts: dict[str, str] = field(default_factory=dict)  # path relative to out_dir -> the plot's alt text
+    table_plots: dict[str, list[str]] = field(default_factory=dict)  # table_slug -> its plots (paths relative to out_dir)
 
     def plot(self, name: str, alt: str, draw: Callable[[Path], None]) -> str:
         """Register the plot ``plots/<name>.png`` and return its markdown image link (a relative path)."""
         relative = f"plots/{name}.png"
         self.plots[relative] = draw
+        self.alts[relative] = alt
         return f"![{alt}]({relative})"
 
 
-def render_report(results_dir: Path, out_dir: Path, reported: pd.DataFrame | None = None, rank_by: str = "val") -> list[Path]:
+def render_report(results_dir: Path, out_dir: Path, reported: pd.DataFrame | None = None, rank_by: str = "val",
+                  html: bool = False) -> list[Path]:
     """Render the leaderboard of the records under ``results_dir`` into ``out_dir``; return the files written.
 
     Writes ``plots/*.png`` (and removes PNGs of earlier renders that no longer have data),
     ``leaderboard.csv``, ``leaderboard.tex`` and ``README.md``, each atomically. ``reported``: the
     published numbers (columns ``REPORTED_COLUMNS``); None takes them from :mod:`cmh_bench.reported`.
-    ``rank_by``: ``val`` (the default; ``final`` for records without it) or ``final``.
+    ``rank_by``: ``val`` (the default; ``final`` for records without it) or ``final``. ``html``: also
+    write the static site into ``out_dir/site`` (:mod:`cmh_bench.site`; its pages show these plots).
     """
     frame = load(results_dir, rank_by)
     published = reported_numbers() if reported is None else reported
@@ -368,6 +380,10 @@ def render_report(results_dir: Path, out_dir: Path, reported: pd.DataFrame | Non
     for name, text in texts.items():
         write_text_atomic(out_dir / name, text)
         written.append(out_dir / name)
+    if html:
+        from cmh_bench.site import render_site  # the site is built from this module's tables (an import cycle otherwise)
+
+        written += render_site(frame, out, out_dir / SITE_DIR)
     return written
 
 
@@ -461,9 +477,9 @@ def _robustness_section(summary: pd.DataFrame) -> list[str]:
     area under the MAP–rate curve, drop from the clean-label cell, rank and its stability over seeds."""
     if summary.empty:
         return []
-    rows = [[f"{_dataset_name(r.dataset, r.split)} · {r.noise}", GROUP_LABELS[r.group], str(r.rank), r.entry,
-             _mean_std(r.area, r.area_std), _drop(r), str(r.n_seeds), _rank_kept(r), _tau(r.kendall_tau),
-             " / ".join(_percent(rate) for rate in r.rates), " / ".join(map(str, r.bits))]
+    rows = [[f"{dataset_name(r.dataset, r.split)} · {r.noise}", GROUP_LABELS[r.group], str(r.rank), r.entry,
+             mean_std(r.area, r.area_std), drop_text(r), str(r.n_seeds), rank_kept_text(r), tau_text(r.kendall_tau),
+             " / ".join(percent(rate) for rate in r.rates), " / ".join(map(str, r.bits))]
             for r in summary.itertuples()]
     header = ["dataset · noise", "group", "rank", "method", "area under MAP–rate", "drop: clean → highest rate", "seeds",
               "rank kept", "Kendall τ", "noise rates", "bits"]
@@ -472,24 +488,24 @@ def _robustness_section(summary: pd.DataFrame) -> list[str]:
     return ["### Robustness", ROBUSTNESS_NOTE, table]
 
 
-def _mean_std(mean: float, std: float) -> str:
+def mean_std(mean: float, std: float) -> str:
     """mean ± std (std only when finite), three decimals."""
     return format_number(mean) + (MARKDOWN["pm"] + format_number(std) if np.isfinite(std) else "")
 
 
-def _drop(row) -> str:
+def drop_text(row) -> str:
     """The drop cell of a robustness row: mean ± std, or that the row has no rate-0 cell."""
-    return _mean_std(row.drop, row.drop_std) if row.clean_reference else NO_CLEAN_REFERENCE
+    return mean_std(row.drop, row.drop_std) if row.clean_reference else NO_CLEAN_REFERENCE
 
 
-def _rank_kept(row) -> str:
+def rank_kept_text(row) -> str:
     """"k/n" seeds keeping the row's rank, or "—" when fewer than two seeds are common to the group's rows."""
     if row.seeds_compared < 2 or not np.isfinite(row.rank_kept):
         return MARKDOWN["missing"]
     return f"{round(row.rank_kept * row.seeds_compared)}/{row.seeds_compared}"
 
 
-def _tau(tau: float) -> str:
+def tau_text(tau: float) -> str:
     """Kendall τ with two decimals, "—" when undefined."""
     return f"{tau:.2f}" if np.isfinite(tau) else MARKDOWN["missing"]
 
@@ -499,29 +515,29 @@ def _setup(profile: str, records: pd.DataFrame) -> str:
     ok = records[records.status == "ok"]
     failed = len(records) - len(ok)
     datasets = [
-        f"{_dataset_name(dataset, split)} (split preset {_distinct(part.split_preset)}: {_sizes(part.sizes.iloc[0])}; "
-        f"sha256 {_distinct(part.dataset_sha256.str[:12])})"
+        f"{dataset_name(dataset, split)} (split preset {distinct_values(part.split_preset)}: {_sizes(part.sizes.iloc[0])}; "
+        f"sha256 {distinct_values(part.dataset_sha256.str[:12])})"
         for (dataset, split), part in ok.groupby(["dataset", "split"], sort=True)
     ]
     overrides = [f"{entry}: " + ", ".join(f"{k}={v}" for k, v in sorted(hparams.items()))
                  for entry, hparams in records.groupby("entry").hparams.first().items() if hparams]
-    hardware = f"device {_distinct(ok.device)}; CPU {_distinct(ok.cpu)}; torch threads {_distinct(ok.torch_threads)}"
+    hardware = f"device {distinct_values(ok.device)}; CPU {distinct_values(ok.cpu)}; torch threads {distinct_values(ok.torch_threads)}"
     if ok.device_name.notna().any():
-        hardware += f"; GPU {_distinct(ok.device_name)}"
+        hardware += f"; GPU {distinct_values(ok.device_name)}"
     lines = [
         f"Profile `{profile}`: {PROFILES.get(profile, 'a profile named by its records')}. "
         f"{len(records)} records: {len(ok)} ok, {failed} failed.",
         "",
         "- **Datasets**: " + "; ".join(datasets or ["none with a successful record"]),
-        "- **Noise models**: " + ", ".join(f"{n} v{_distinct(p.noise_version)}" for n, p in ok.groupby("noise", sort=True)),
+        "- **Noise models**: " + ", ".join(f"{n} v{distinct_values(p.noise_version)}" for n, p in ok.groupby("noise", sort=True)),
         "- **Model selection**: ranked by " + ", ".join(sorted(records[records.group == "ranked"].selection.unique())) + "; rules recorded: "
         + ", ".join(f"{rule}{'' if rule in RANKABLE_SELECTIONS else ' (†)'}" for rule in SELECTIONS if ok[f"map@{rule}"].notna().any()),
-        "- **Methods**: " + ", ".join(f"{m} v{_distinct(p.method_version)}" for m, p in ok.groupby("method", sort=True)),
+        "- **Methods**: " + ", ".join(f"{m} v{distinct_values(p.method_version)}" for m, p in ok.groupby("method", sort=True)),
         *(["- **Hyper-parameter overrides**: " + "; ".join(overrides)] if overrides else []),
-        f"- **Hardware**: {hardware}; precision {_distinct(records.precision)}; {_distinct(ok.platform)}",
-        f"- **Software**: cmh-bench {_distinct(ok.cmh_bench)}, Python {_distinct(ok.python)}, torch {_distinct(ok.torch)}, "
-        f"numpy {_distinct(ok.numpy)}",
-        f"- **Git revisions**: {_distinct(ok.git_revision)}",
+        f"- **Hardware**: {hardware}; precision {distinct_values(records.precision)}; {distinct_values(ok.platform)}",
+        f"- **Software**: cmh-bench {distinct_values(ok.cmh_bench)}, Python {distinct_values(ok.python)}, torch {distinct_values(ok.torch)}, "
+        f"numpy {distinct_values(ok.numpy)}",
+        f"- **Git revisions**: {distinct_values(ok.git_revision)}",
         "",
         "Regenerate (a run skips complete cells):",
         "",
@@ -536,10 +552,11 @@ def _table_section(records: pd.DataFrame, published: pd.DataFrame, out: Output) 
     """One (dataset, split, noise) of a profile: the mean table, its plot, per-direction tables, noise detection, curves."""
     profile, dataset, split, noise = records.iloc[0][TABLE_KEYS]
     precision = records.iloc[0].precision
-    name = f"{_dataset_name(dataset, split)} · {noise}"
+    name = f"{dataset_name(dataset, split)} · {noise}"
     label = profile if precision == "fp32" else f"{profile}, {precision}"
     in_profile = f"{name} ({label})"  # the plots' titles name the profile (and a precision other than fp32)
-    slug = _slug(profile if precision == "fp32" else f"{profile}-{precision}", _dataset_name(dataset, split), noise)
+    slug = table_slug(profile, precision, dataset, split, noise)
+    first_plot = len(out.plots)
     meta = records.groupby("entry")[["group", "selection"]].first()
     matching = published[(published.dataset == dataset) & (published.noise == noise)]
     tables = {metric: build_table(f"Profile {profile}, {name}", what, aggregate(records, metric).droplevel(TABLE_KEYS), meta,
@@ -557,6 +574,7 @@ def _table_section(records: pd.DataFrame, published: pd.DataFrame, out: Output) 
     parts += _selection_section(records, order)
     parts += _detection_section(records, meta, in_profile, slug, out)
     parts += _curves_section(records, meta, order, in_profile, slug, out)
+    out.table_plots[slug] = list(out.plots)[first_plot:]
     return "\n\n".join(parts)
 
 
@@ -584,7 +602,7 @@ def _selection_section(records: pd.DataFrame, order: list[str]) -> list[str]:
             cells.append(text)
         epochs = " / ".join(MARKDOWN["missing"] if part[f"epoch@{r}"].isna().all() else f"{part[f'epoch@{r}'].mean():.0f}"
                             for r in SELECTIONS)
-        rows.append([entry, _percent(rate), str(len(part)), *cells, epochs])
+        rows.append([entry, percent(rate), str(len(part)), *cells, epochs])
     table = tabulate(rows, header, tablefmt="pipe", disable_numparse=True, colalign=["left", *["right"] * (len(header) - 1)])
     caption = ("Test MAP (mean of I2T and T2I, tie-aware MAP@all) at the epoch each selection rule picked, from the same "
                "training runs, mean over runs (seeds × code lengths); (Δ): minus `val`, the inflation of the rule over "
@@ -624,7 +642,7 @@ def _detection_section(records: pd.DataFrame, meta: pd.DataFrame, name: str, slu
             stats, meta, rank=False, unit="run")))
     for entry, part in detected.groupby("entry", sort=True):
         top = part[part.rate == part.rate.max()].sort_values(["bits", "seed"]).drop_duplicates("bits")
-        title = f"{entry}: sample weights at {_percent(top.rate.iloc[0])} noise, {name}"
+        title = f"{entry}: sample weights at {percent(top.rate.iloc[0])} noise, {name}"
         parts.append(out.plot(_slug(slug, entry, "weights"), title,
                               partial(plots.weight_histograms, top[["bits", "seed", "noise_detection"]], title=title)))
     return parts
@@ -639,10 +657,10 @@ def _curves_section(records: pd.DataFrame, meta: pd.DataFrame, order: list[str],
     curves = curves[curves.rate == top].assign(group=lambda c: c.entry.map(meta.group),
                                                position=lambda c: c.entry.map({e: i for i, e in enumerate(order)}))
     marks = _selected_epochs(records[(records.status == "ok") & (records.rate == top) & records.entry.isin(curves.entry)])
-    title = f"{name}: training curves at {_percent(top)} noise"
+    title = f"{name}: training curves at {percent(top)} noise"
     link = out.plot(_slug(slug, "epochs"), title, partial(plots.training_curves, curves.sort_values(["position", "epoch"]),
                                                           marks=marks, title=title))
-    return [f"#### Training curves at {_percent(top)} noise",
+    return [f"#### Training curves at {percent(top)} noise",
             ("Test-query MAP, noisy-validation MAP" if curves.val_map.notna().any() else "Test-query MAP")
             + " and weight AUC over the epochs (mean over seeds, ± std band); on the test-MAP curves a marker shows "
             "the epoch each selection rule picked (mean over seeds). A falling MAP is the networks memorising the "
@@ -673,7 +691,7 @@ def _epoch_curves(records: pd.DataFrame) -> pd.DataFrame:
 
 def _failed_section(failed: pd.DataFrame) -> str:
     """The failed cells of a profile with their error (first line)."""
-    rows = [[_dataset_name(r.dataset, r.split), r.noise, f"{r.rate:g}", str(r.bits), r.entry, str(r.seed), _error_text(r.error)]
+    rows = [[dataset_name(r.dataset, r.split), r.noise, f"{r.rate:g}", str(r.bits), r.entry, str(r.seed), _error_text(r.error)]
             for r in failed.itertuples()]
     table = tabulate(rows, ["dataset", "noise", "rate", "bits", "method", "seed", "error"], tablefmt="pipe", disable_numparse=True)
     return "### Failed cells\n\n" + table
@@ -688,7 +706,7 @@ def _error_text(error) -> str:
     return line.replace("|", "\\|").replace("<", "&lt;")
 
 
-def _dataset_name(dataset: str, split: str) -> str:
+def dataset_name(dataset: str, split: str) -> str:
     """The dataset as shown: ``name`` or ``name@split`` when the records name a split preset."""
     return f"{dataset}@{split}" if split else dataset
 
@@ -701,7 +719,7 @@ def _sizes(sizes) -> str:
     return " / ".join(f"{sizes.get(part, '?')} {part}" for part in parts)
 
 
-def _distinct(values: pd.Series) -> str:
+def distinct_values(values: pd.Series) -> str:
     """The distinct non-missing values, sorted, comma-separated (integral floats without ".0"); "unknown" if none."""
     texts = {str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values.dropna()}
     return ", ".join(sorted(texts)) or "unknown"

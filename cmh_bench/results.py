@@ -38,7 +38,7 @@ def load(results_dir: Path, rank_by: str = "val") -> pd.DataFrame:
     default preset), noise, rate, bits, method, entry (the method folder of the path: the method plus
     "+hp-…" / "+val-…"), hparams (dict), seed, noise_seed, method_version, val_fraction, val_every; status;
     role, labels_used (for failed records, which lack them: from the method's other records, else
-    the registry) and paper; schema_version; per rule of ``SELECTIONS``, ``map@<rule>`` and ``epoch@<rule>`` (mean tie-aware MAP@all
+    the registry), paper and method_hparams (the hyper-parameters in force); schema_version; per rule of ``SELECTIONS``, ``map@<rule>`` and ``epoch@<rule>`` (mean tie-aware MAP@all
     and the selected epoch; None where the record lacks the rule); lacks (rules without metrics);
     selection (the rule shown in the tables: ``ranking_rule`` of the frame, else the record's only rule),
     group (the table row group: ranked, label-free, optimistic, reference or upper-bound); map, map_i2t, map_t2i (tie-aware MAP@all of the shown
@@ -85,7 +85,7 @@ def load(results_dir: Path, rank_by: str = "val") -> pd.DataFrame:
     frame["selection"] = shown
     for column, key in (("map", "mean"), ("map_i2t", "i2t"), ("map_t2i", "t2i")):
         frame[column] = [_selected_map(record, selection, key) for record, selection in zip(records, shown)]
-    frame["group"] = [_group(*row) for row in zip(frame.role, frame.labels_used, frame.selection)]
+    frame["group"] = [row_group(*row) for row in zip(frame.role, frame.labels_used, frame.selection)]
     return frame
 
 
@@ -120,6 +120,7 @@ def _record_row(path: Path, record: dict) -> dict:
         "precision": cell.get("precision", "fp32"),
         "status": record["status"], "schema_version": record.get("schema_version"),
         "role": method.get("role"), "labels_used": method.get("labels_used"), "paper": method.get("paper"),
+        "method_hparams": method.get("hparams"),
         **{f"map@{rule}": _selected_map(record, rule, "mean") for rule in SELECTIONS},
         **{f"epoch@{rule}": selections.get(rule, {}).get("epoch") for rule in SELECTIONS},
         "lacks": tuple(record.get("lacks", ())) if record["status"] == "ok" else (),
@@ -154,7 +155,7 @@ def _registered_role(name: str) -> str:
         return "method"
 
 
-def _group(role: str, labels_used: str | None, selection: str) -> str:
+def row_group(role: str, labels_used: str | None, selection: str) -> str:
     """The row group of a record: upper bounds and reference rows by role, then optimistic selections, then ranked."""
     if role == "upper-bound" or labels_used == "clean":
         return "upper-bound"
