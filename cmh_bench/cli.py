@@ -471,12 +471,13 @@ def report(
 ) -> None:
     """Render the leaderboard from the result records (and nothing else)."""
     from cmh_bench.report import render_report
+    from cmh_bench.site import render_with_site
     from cmh_bench.validation import check_writable
 
     if not results.is_dir():
         raise UserError(f"results directory {results} does not exist; run `cmh-bench run` first or pass --results DIR")
     check_writable(out, "--out", folder=True)
-    written = render_report(results, out, rank_by=rank_by, html=html)
+    written = (render_with_site if html else render_report)(results, out, rank_by=rank_by)
     console.print(f"wrote {len(written)} files to {out}")
 
 

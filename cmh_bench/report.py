@@ -66,7 +66,6 @@ LABEL_FREE_NOTE = ("**Label-free rows** (role label-free: UCCH, DJSRH, DGCPN): t
                    "labels, so their MAP does not depend on the noise model or rate; they follow the ranked rows under "
                    "their own heading and are ranked the same way among themselves (their own bold and ≈), never "
                    "with the noisy-label methods.")
-SITE_DIR = "site"  # the static site's folder inside the leaderboard
 GROUP_LABELS = {"ranked": "noisy labels", "label-free": "label-free"}
 NO_CLEAN_REFERENCE = "no clean-label reference"
 ROBUSTNESS_NOTE = (
@@ -354,17 +353,20 @@ class Output:
         return f"![{alt}]({relative})"
 
 
-def render_report(results_dir: Path, out_dir: Path, reported: pd.DataFrame | None = None, rank_by: str = "val",
-                  html: bool = False) -> list[Path]:
+def render_report(results_dir: Path, out_dir: Path, reported: pd.DataFrame | None = None, rank_by: str = "val") -> list[Path]:
     """Render the leaderboard of the records under ``results_dir`` into ``out_dir``; return the files written.
 
     Writes ``plots/*.png`` (and removes PNGs of earlier renders that no longer have data),
     ``leaderboard.csv``, ``leaderboard.tex`` and ``README.md``, each atomically. ``reported``: the
     published numbers (columns ``REPORTED_COLUMNS``); None takes them from :mod:`cmh_bench.reported`.
-    ``rank_by``: ``val`` (the default; ``final`` for records without it) or ``final``. ``html``: also
-    write the static site into ``out_dir/site`` (:mod:`cmh_bench.site`; its pages show these plots).
+    ``rank_by``: ``val`` (the default; ``final`` for records without it) or ``final``. The static site
+    is :func:`cmh_bench.site.render_with_site`.
     """
-    frame = load(results_dir, rank_by)
+    return write_leaderboard(load(results_dir, rank_by), out_dir, reported)[0]
+
+
+def write_leaderboard(frame: pd.DataFrame, out_dir: Path, reported: pd.DataFrame | None = None) -> tuple[list[Path], Output]:
+    """``render_report`` of a loaded frame: the files written and the render's ``Output`` (its plots per table)."""
     published = reported_numbers() if reported is None else reported
     out = Output()
     markdown = render_markdown(frame, published, out)
@@ -380,11 +382,7 @@ def render_report(results_dir: Path, out_dir: Path, reported: pd.DataFrame | Non
     for name, text in texts.items():
         write_text_atomic(out_dir / name, text)
         written.append(out_dir / name)
-    if html:
-        from cmh_bench.site import render_site  # the site is built from this module's tables (an import cycle otherwise)
-
-        written += render_site(frame, out, out_dir / SITE_DIR)
-    return written
+    return written, out
 
 
 def render_markdown(frame: pd.DataFrame, published: pd.DataFrame, out: Output) -> str:

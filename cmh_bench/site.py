@@ -1,6 +1,7 @@
 """The leaderboard as a static website: Jinja2 templates (package data) filled from the records' frame.
 
-``render_site(frame, out, site_dir)`` writes, each atomically and deterministically (same records ->
+``render_with_site(results_dir, out_dir)`` renders the markdown leaderboard (``cmh_bench.report``) and
+the site into ``out_dir/site``; ``render_site(frame, out, site_dir)`` writes the site alone, each atomically and deterministically (same records ->
 byte-identical files: no timestamps, everything sorted):
 
 - ``index.html``: per profile and table (dataset, noise model), the robustness summary
@@ -37,9 +38,10 @@ from cmh_bench.cell import RANKABLE_SELECTIONS, SELECTIONS
 from cmh_bench.errors import UserError
 from cmh_bench.report import (GROUP_LABELS, GROUPS, ROBUSTNESS_NOTE, Output, Shown, build_table, dataset_name,
                               distinct_values, drop_text, format_cell, format_number, mean_std, percent, rank_kept_text,
-                              table_slug, tau_text)
-from cmh_bench.results import TABLE_KEYS, aggregate, ranking_rule, row_group, run_commands
+                              table_slug, tau_text, write_leaderboard)
+from cmh_bench.results import TABLE_KEYS, aggregate, load, ranking_rule, row_group, run_commands
 
+SITE_DIR = "site"  # the site's folder inside the leaderboard
 PAGE_KEYS = ["profile", "precision", "dataset", "split", "noise"]  # one table page per value
 TEXT = {"pm": " ± ", "bold": "{}", "tied": " ≈", "dagger": "†", "missing": "—"}  # cell text; bold is a CSS class
 STATIC_FILES = ("style.css", "leaderboard.js")
@@ -50,6 +52,14 @@ RULE_NOTES = {
     "val-clean": "best epoch on clean validation labels: optimistic, never ranked",
     "best-on-test": "best epoch on the test queries (the authors' protocol): optimistic, never ranked",
 }
+
+
+def render_with_site(results_dir: Path, out_dir: Path, reported: pd.DataFrame | None = None,
+                     rank_by: str = "val") -> list[Path]:
+    """``cmh_bench.report.render_report`` (same arguments) plus the site in ``out_dir/site``; the files written."""
+    frame = load(results_dir, rank_by)
+    written, out = write_leaderboard(frame, out_dir, reported)
+    return written + render_site(frame, out, Path(out_dir) / SITE_DIR)
 
 
 def render_site(frame: pd.DataFrame, out: Output, site_dir: Path) -> list[Path]:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cmh_bench.report import render_report
+from cmh_bench.site import render_with_site
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.skipif(not (REPO / "results").is_dir() or not any((REPO / "results").rglob("*.json")),
                     reason="no committed reference run")
 def test_committed_leaderboard_is_rendered_from_committed_results(tmp_path):
-    render_report(REPO / "results", tmp_path, html=True)
+    render_with_site(REPO / "results", tmp_path)
     for name in ("README.md", "leaderboard.csv", "leaderboard.tex"):
         assert (tmp_path / name).read_text(encoding="utf-8") == (REPO / "leaderboard" / name).read_text(encoding="utf-8"), (
             f"leaderboard/{name} differs from a fresh render of results/; regenerate it with `cmh-bench report`")

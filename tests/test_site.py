@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from cmh_bench.cli import main
-from cmh_bench.report import render_report
+from cmh_bench.site import render_with_site
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -41,7 +41,7 @@ def site(tmp_path_factory) -> Path:
     fixture = report_fixture()
     root = tmp_path_factory.mktemp("site")
     fixture.write_fixture(root / "results")
-    render_report(root / "results", root / "out", reported=fixture.REPORTED, html=True)
+    render_with_site(root / "results", root / "out", reported=fixture.REPORTED)
     return root / "out" / "site"
 
 
@@ -125,7 +125,7 @@ def test_method_page_has_paper_deviations_profiles_and_every_cell(site):
 def test_rendering_the_site_is_deterministic(site, tmp_path):
     fixture = report_fixture()
     fixture.write_fixture(tmp_path / "results")
-    render_report(tmp_path / "results", tmp_path / "out", reported=fixture.REPORTED, html=True)
+    render_with_site(tmp_path / "results", tmp_path / "out", reported=fixture.REPORTED)
     files = sorted(p.relative_to(site) for p in site.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path / "out" / "site") for p in (tmp_path / "out" / "site").rglob("*") if p.is_file())
     for relative in files:
