@@ -23,6 +23,9 @@ The rules (also stated in the rendered protocol):
 - ranked rows come first, ordered by mean rank over the table's columns, then the label-free rows
   (role "label-free"), ranked the same way among themselves, then the unranked groups
   (best-on-test selection, reported numbers, reference rows, upper bounds) under their own headings;
+- per profile a robustness table (:mod:`cmh_bench.robustness`) ranks each table's ranked rows by the
+  area under their MAP–noise-rate curve, with the drop from the clean-label cells and the rank's
+  stability over seeds;
 - per (dataset, noise) a selection table shows every rule's MAP side by side (final, val, and the
   flagged val-clean and best-on-test) with its inflation over ``val``, and the training curves mark the
   epoch each rule picked.

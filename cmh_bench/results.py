@@ -102,7 +102,7 @@ def _selected_map(record: dict, rule: str, direction: str) -> float | None:
 
 
 def _record_row(path: Path, record: dict) -> dict:
-    """The frame row of one record (see ``load_records``); missing optional parts become None."""
+    """The frame row of one record (see ``load``); missing optional parts become None."""
     cell = record["cell"]
     method = record.get("method", {})
     selections = record.get("selections", {})
