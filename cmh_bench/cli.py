@@ -474,15 +474,17 @@ def report(
     results: Path = typer.Option(Path("results"), help="Results directory to render."),
     out: Path = typer.Option(Path("leaderboard"), help="Output directory (markdown, plots, CSV, LaTeX)."),
     rank_by: str = typer.Option("val", help="Selection rule the tables rank by: val (default; final for records without it) or final."),
+    html: bool = typer.Option(False, "--html", help="Also write the static website into OUT/site (open OUT/site/index.html)."),
 ) -> None:
     """Render the leaderboard from the result records (and nothing else)."""
     from cmh_bench.report import render_report
+    from cmh_bench.site import render_with_site
     from cmh_bench.validation import check_writable
 
     if not results.is_dir():
         raise UserError(f"results directory {results} does not exist; run `cmh-bench run` first or pass --results DIR")
     check_writable(out, "--out", folder=True)
-    written = render_report(results, out, rank_by=rank_by)
+    written = (render_with_site if html else render_report)(results, out, rank_by=rank_by)
     console.print(f"wrote {len(written)} files to {out}")
 
 

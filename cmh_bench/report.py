@@ -4,7 +4,8 @@
 except the published numbers of :mod:`cmh_bench.reported` (unranked "reported" rows). It writes
 ``README.md``, ``leaderboard.csv``, ``leaderboard.tex`` and ``plots/*.png`` into ``out_dir``, each
 atomically and deterministically: no timestamps, no absolute paths, everything sorted, so a committed
-leaderboard can be checked by rendering it again. ``load_records`` gives the long frame on its own.
+leaderboard can be checked by rendering it again. The long frame and its aggregates come from
+:mod:`cmh_bench.results`.
 
 The rules (also stated in the rendered protocol):
 
@@ -22,6 +23,9 @@ The rules (also stated in the rendered protocol):
 - ranked rows come first, ordered by mean rank over the table's columns, then the label-free rows
   (role "label-free"), ranked the same way among themselves, then the unranked groups
   (best-on-test selection, reported numbers, reference rows, upper bounds) under their own headings;
+- per profile a robustness table (:mod:`cmh_bench.robustness`) ranks each table's ranked rows by the
+  area under their MAP–noise-rate curve, with the drop from the clean-label cells and the rank's
+  stability over seeds;
 - per (dataset, noise) a selection table shows every rule's MAP side by side (final, val, and the
   flagged val-clean and best-on-test) with its inflation over ``val``, and the training curves mark the
   epoch each rule picked.
@@ -41,15 +45,12 @@ import pandas as pd
 from scipy import stats as scipy_stats
 from tabulate import tabulate
 
-from cmh_bench import plots
+from cmh_bench import plots, robustness
 from cmh_bench.atomic import write_text_atomic
-from cmh_bench.cell import DEFAULT_VAL_EVERY, RANKABLE_SELECTIONS, SELECTIONS
+from cmh_bench.cell import RANKABLE_SELECTIONS, SELECTIONS
 from cmh_bench.reported import reported_numbers
-from cmh_bench.errors import UserError
-from cmh_bench.record import read_record
+from cmh_bench.results import CELL_COLUMNS, RANKED_GROUPS, TABLE_KEYS, aggregate, load, ranking_rule, run_commands
 
-TABLE_KEYS = ["profile", "dataset", "split", "noise"]
-CELL_COLUMNS = ("rate", "bits")
 METRICS = {  # frame column -> what its table shows
     "map": "Mean of I2T and T2I MAP (tie-aware MAP@all)",
     "map_i2t": "I2T MAP (image queries against text codes)",
@@ -64,11 +65,21 @@ GROUPS = {  # row group -> heading row inside a table (None: no heading); the or
     "upper-bound": "upper bounds (clean labels), never ranked",
 }
 GROUP_ORDER = {group: i for i, group in enumerate(GROUPS)}
-RANKED_GROUPS = ("ranked", "label-free")  # groups whose rows are ranked, each among its own rows
 LABEL_FREE_NOTE = ("**Label-free rows** (role label-free: UCCH, DJSRH, DGCPN): the harness hands these methods no "
                    "labels, so their MAP does not depend on the noise model or rate; they follow the ranked rows under "
                    "their own heading and are ranked the same way among themselves (their own bold and ≈), never "
                    "with the noisy-label methods.")
+GROUP_LABELS = {"ranked": "noisy labels", "label-free": "label-free"}
+NO_CLEAN_REFERENCE = "no clean-label reference"
+ROBUSTNESS_NOTE = (
+    "Per dataset and noise model, the ranked rows (rule as in the tables) ranked by the **area under the MAP–noise-rate "
+    "curve**: the trapezoid area over the table's noise rates (> 0) divided by the rate range, i.e. the mean MAP over the "
+    "range, per code length and then averaged over the code lengths where every row of the group has every rate; "
+    "**drop**: MAP at rate 0 (clean labels) minus MAP at the highest rate, over the same code lengths "
+    f"(\"{NO_CLEAN_REFERENCE}\" without rate-0 cells). Both: mean ± std over seeds. **Rank kept**: of the compared "
+    "seeds (the largest seed set that at least two rows of the group share; a row with fewer seeds: —), how many rank the "
+    "row where the mean over them does; **Kendall τ**: mean τ-b between the seeds' "
+    "rankings of the group (1: every seed orders the rows alike). Label-free rows are ranked among themselves.")
 ALPHA = 0.05
 MIN_SEEDS_FOR_TEST = 2
 CONSTANT_SPREAD = 1e-12  # per-seed values closer than this are one constant (float noise of a mean)
@@ -76,8 +87,6 @@ PROFILES = {
     "paper": "the published hyper-parameters (network widths, epochs, batch sizes), meant for a GPU",
     "quick": "reduced widths and epochs, for CPU runs and CI",
 }
-ENVIRONMENT_KEYS = ("device", "device_name", "cpu", "torch_threads", "platform", "git_revision", "cmh_bench",
-                    "python", "torch", "numpy")
 REPORTED_COLUMNS = ["method", "dataset", "noise", "rate", "bits", "map", "source", "protocol"]
 DAGGER_NOTE = "† optimistic: model selected on the test queries (best epoch, the authors' protocol)."
 MARKDOWN = {"pm": " ± ", "bold": "**{}**", "tied": " ≈", "dagger": "†", "missing": "—"}
@@ -87,136 +96,6 @@ LATEX_ESCAPES = {
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "·": r"$\cdot$", "†": r"$^\dagger$",
     "≈": r"$\approx$", "—": "---", "×": r"$\times$",
 }
-
-
-# ---------------------------------------------------------------- records -> long frame
-
-
-def load_records(results_dir: Path, rank_by: str = "val") -> pd.DataFrame:
-    """One row per result record under ``results_dir`` (the files ``**/seed*.json``), sorted by path.
-
-    Columns: ``path`` (relative to ``results_dir``); the cell: profile, dataset, split ("" = the file's
-    default preset), noise, rate, bits, method, entry (the method folder of the path: the method plus
-    "+hp-…" / "+val-…"), hparams (dict), seed, noise_seed, method_version, val_fraction, val_every; status;
-    role and labels_used (for failed records, which lack them: from the method's other records, else
-    the registry); schema_version; per rule of ``SELECTIONS``, ``map@<rule>`` and ``epoch@<rule>`` (mean tie-aware MAP@all
-    and the selected epoch; None where the record lacks the rule); lacks (rules without metrics);
-    selection (the rule shown in the tables: ``ranking_rule`` of the frame, else the record's only rule),
-    group (the table row group, see ``GROUPS``); map, map_i2t, map_t2i (tie-aware MAP@all of the shown
-    rule: mean of the directions, I2T, T2I); weight_auc; train_seconds, total_seconds;
-    noise_version, noise_file (the given noise file, "" for none); split_preset, sizes, dataset_sha256;
-    the environment (``ENVIRONMENT_KEYS``);
-    error ("Type: message" of failed records); and the raw epochs (list of dicts) and
-    noise_detection (dict or None). ``rank_by``: the rule asked for (``val`` or ``final``; ``ranking_rule``
-    gives the one in force). A file that is not a readable result record, or another rule, raises UserError.
-    """
-    if rank_by not in RANKABLE_SELECTIONS:
-        raise UserError(f"cannot rank by {rank_by!r}: rank by {' or '.join(RANKABLE_SELECTIONS)} "
-                        f"({', '.join(r for r in SELECTIONS if r not in RANKABLE_SELECTIONS)} read clean labels or the test queries and are never ranked)")
-    results_dir = Path(results_dir)
-    paths = sorted(results_dir.rglob("seed*.json"))
-    if not paths:
-        raise UserError(f"no result records under {results_dir}; run `cmh-bench run` first")
-    records = [read_record(path) for path in paths]
-    frame = pd.DataFrame([_record_row(path.relative_to(results_dir), record) for path, record in zip(paths, records)])
-    _fill_roles(frame)
-    every_record_has_val = frame[frame.status == "ok"]["map@val"].notna().all()
-    frame.attrs["rank_by"] = rank_by
-    frame.attrs["ranking_rule"] = rule = "val" if rank_by == "val" and every_record_has_val else "final"
-    shown = [rule if rule not in lacks else next((r for r in SELECTIONS if r not in lacks), rule) for lacks in frame.lacks]
-    frame["selection"] = shown
-    for column, key in (("map", "mean"), ("map_i2t", "i2t"), ("map_t2i", "t2i")):
-        frame[column] = [_selected_map(record, selection, key) for record, selection in zip(records, shown)]
-    frame["group"] = [_group(*row) for row in zip(frame.role, frame.labels_used, frame.selection)]
-    return frame
-
-
-def ranking_rule(frame: pd.DataFrame) -> str:
-    """The rule the tables of a ``load_records`` frame rank by: ``val`` when asked and every successful record
-    has it, else ``final``."""
-    return frame.attrs["ranking_rule"]
-
-
-def _selected_map(record: dict, rule: str, direction: str) -> float | None:
-    """The record's tie-aware MAP@all of one direction (or "mean") at the epoch of ``rule``; None if it lacks it."""
-    selected = record.get("selections", {}).get(rule)
-    return None if selected is None else selected["metrics"].get(direction, {}).get("map")
-
-
-def _record_row(path: Path, record: dict) -> dict:
-    """The frame row of one record (see ``load_records``); missing optional parts become None."""
-    cell = record["cell"]
-    method = record.get("method", {})
-    selections = record.get("selections", {})
-    detection = record.get("noise_detection")
-    dataset = record.get("dataset", {})
-    environment = record.get("environment", {})
-    error = record.get("error")
-    return {
-        "path": path.as_posix(),
-        "profile": cell["profile"], "dataset": cell["dataset"], "split": cell.get("split") or "", "noise": cell["noise"],
-        "rate": float(cell["rate"]), "bits": int(cell["bits"]), "method": cell["method"], "entry": path.parent.name,
-        "hparams": cell.get("hparams") or {}, "seed": int(cell["seed"]),
-        "noise_seed": cell.get("noise_seed"), "method_version": cell.get("method_version"),
-        "val_fraction": cell.get("val_fraction"), "val_every": cell.get("val_every"),
-        "precision": cell.get("precision", "fp32"),
-        "status": record["status"], "schema_version": record.get("schema_version"),
-        "role": method.get("role"), "labels_used": method.get("labels_used"),
-        **{f"map@{rule}": _selected_map(record, rule, "mean") for rule in SELECTIONS},
-        **{f"epoch@{rule}": selections.get(rule, {}).get("epoch") for rule in SELECTIONS},
-        "lacks": tuple(record.get("lacks", ())) if record["status"] == "ok" else (),
-        "weight_auc": (detection or {}).get("weight_auc"),
-        "train_seconds": record.get("seconds", {}).get("train"), "total_seconds": record.get("seconds", {}).get("total"),
-        "noise_version": record.get("noise", {}).get("version"), "noise_file": record.get("noise", {}).get("file") or "",
-        "split_preset": dataset.get("split"), "sizes": dataset.get("sizes"), "dataset_sha256": dataset.get("sha256"),
-        **{key: environment.get(key) for key in ENVIRONMENT_KEYS},
-        "error": f"{error['type']}: {error['message']}" if error else None,
-        "epochs": record.get("epochs") or [],
-        "noise_detection": detection,
-    }
-
-
-def _fill_roles(frame: pd.DataFrame) -> None:
-    """Give failed records (which carry no method block) the role and labels of their method's other records,
-    or the registry's role when the method has no successful record."""
-    known = frame.dropna(subset=["role"]).groupby("method")[["role", "labels_used"]].first()
-    missing = frame.role.isna()
-    names = frame.loc[missing, "method"]
-    frame.loc[missing, "labels_used"] = names.map(known.labels_used)
-    frame.loc[missing, "role"] = [known.role.get(name) or _registered_role(name) for name in names]
-
-
-def _registered_role(name: str) -> str:
-    """The registry's role of method ``name``; "method" for a name it does not know (e.g. a removed plugin)."""
-    from cmh_bench.registry import get_method
-
-    try:
-        return get_method(name).role
-    except UserError:
-        return "method"
-
-
-def _group(role: str, labels_used: str | None, selection: str) -> str:
-    """The row group of a record: upper bounds and reference rows by role, then optimistic selections, then ranked."""
-    if role == "upper-bound" or labels_used == "clean":
-        return "upper-bound"
-    if role == "reference":
-        return "reference"
-    if selection not in RANKABLE_SELECTIONS:
-        return "optimistic"
-    return "label-free" if role == "label-free" else "ranked"
-
-
-def aggregate(frame: pd.DataFrame, value: str, columns: tuple[str, ...] = CELL_COLUMNS) -> pd.DataFrame:
-    """Per (table, entry, *columns): mean, std (ddof 1), n and samples (tuple) of ``value`` over the successful
-    records that have it, and n_failed (failed records). Keys with only failed records have n = 0."""
-    keys = [*TABLE_KEYS, "entry", *columns]
-    ok = frame[(frame.status == "ok") & frame[value].notna()]
-    grouped = ok.groupby(keys)[value]
-    stats = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(), "n": grouped.count(), "samples": grouped.agg(tuple)})
-    failed = frame[frame.status == "failed"].groupby(keys).size().rename("n_failed")
-    stats = stats.join(failed, how="outer").fillna({"n": 0, "n_failed": 0})
-    return stats.astype({"n": int, "n_failed": int})
 
 
 # ---------------------------------------------------------------- tables
@@ -435,15 +314,21 @@ def _latex(text: str) -> str:
     return "".join(LATEX_ESCAPES.get(ch, ch) for ch in text)
 
 
-def _percent(rate: float) -> str:
+def percent(rate: float) -> str:
     """A noise rate as a percentage, e.g. 0.2 -> "20%"."""
     return f"{rate * 100:g}%"
 
 
 _AXES = {  # column name -> (what the axis is, label of one value)
-    "rate": ("noise rate", _percent),
+    "rate": ("noise rate", percent),
     "bits": ("code length", lambda bits: f"{bits} bit"),
 }
+
+
+def table_slug(profile: str, precision: str, dataset: str, split: str, noise: str) -> str:
+    """The file-name stem of one table (profile, precision other than fp32, dataset[@split], noise): its plots'
+    prefix and its site page."""
+    return _slug(profile if precision == "fp32" else f"{profile}-{precision}", dataset_name(dataset, split), noise)
 
 
 def _slug(*parts: str) -> str:
@@ -460,11 +345,14 @@ class Output:
 
     latex: list[Table] = field(default_factory=list)
     plots: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # path relative to out_dir -> draw(path)
+    alts: dict[str, str] = field(default_factory=dict)  # path relative to out_dir -> the plot's alt text
+    table_plots: dict[str, list[str]] = field(default_factory=dict)  # table_slug -> its plots (paths relative to out_dir)
 
     def plot(self, name: str, alt: str, draw: Callable[[Path], None]) -> str:
         """Register the plot ``plots/<name>.png`` and return its markdown image link (a relative path)."""
         relative = f"plots/{name}.png"
         self.plots[relative] = draw
+        self.alts[relative] = alt
         return f"![{alt}]({relative})"
 
 
@@ -474,9 +362,14 @@ def render_report(results_dir: Path, out_dir: Path, reported: pd.DataFrame | Non
     Writes ``plots/*.png`` (and removes PNGs of earlier renders that no longer have data),
     ``leaderboard.csv``, ``leaderboard.tex`` and ``README.md``, each atomically. ``reported``: the
     published numbers (columns ``REPORTED_COLUMNS``); None takes them from :mod:`cmh_bench.reported`.
-    ``rank_by``: ``val`` (the default; ``final`` for records without it) or ``final``.
+    ``rank_by``: ``val`` (the default; ``final`` for records without it) or ``final``. The static site
+    is :func:`cmh_bench.site.render_with_site`.
     """
-    frame = load_records(results_dir, rank_by)
+    return write_leaderboard(load(results_dir, rank_by), out_dir, reported)[0]
+
+
+def write_leaderboard(frame: pd.DataFrame, out_dir: Path, reported: pd.DataFrame | None = None) -> tuple[list[Path], Output]:
+    """``render_report`` of a loaded frame: the files written and the render's ``Output`` (its plots per table)."""
     published = reported_numbers() if reported is None else reported
     out = Output()
     markdown = render_markdown(frame, published, out)
@@ -492,7 +385,7 @@ def render_report(results_dir: Path, out_dir: Path, reported: pd.DataFrame | Non
     for name, text in texts.items():
         write_text_atomic(out_dir / name, text)
         written.append(out_dir / name)
-    return written
+    return written, out
 
 
 def render_markdown(frame: pd.DataFrame, published: pd.DataFrame, out: Output) -> str:
@@ -571,7 +464,8 @@ def _selection_protocol(frame: pd.DataFrame) -> str:
 
 def _profile_section(profile: str, precision: str, records: pd.DataFrame, published: pd.DataFrame, out: Output) -> str:
     """The section of one profile at one precision: setup, one table section per (dataset, split, noise), failed cells."""
-    parts = [f"## Profile `{profile}`" + ("" if precision == "fp32" else f" · {precision} autocast"), _setup(profile, records)]
+    parts = [f"## Profile `{profile}`" + ("" if precision == "fp32" else f" · {precision} autocast"), _setup(profile, records),
+             *_robustness_section(robustness.summary(records))]
     parts += [_table_section(part, published, out) for _, part in records.groupby(["dataset", "split", "noise"], sort=True)]
     failed = records[records.status == "failed"]
     if len(failed):
@@ -579,73 +473,91 @@ def _profile_section(profile: str, precision: str, records: pd.DataFrame, publis
     return "\n\n".join(parts)
 
 
+def _robustness_section(summary: pd.DataFrame) -> list[str]:
+    """The robustness table of a profile (``robustness.summary``): per dataset and noise model, each ranked row's
+    area under the MAP–rate curve, drop from the clean-label cell, rank and its stability over seeds."""
+    if summary.empty:
+        return []
+    rows = [[f"{dataset_name(r.dataset, r.split)} · {r.noise}", GROUP_LABELS[r.group], str(r.rank), r.entry,
+             mean_std(r.area, r.area_std), drop_text(r), str(r.n_seeds), rank_kept_text(r), tau_text(r.kendall_tau),
+             " / ".join(percent(rate) for rate in r.rates), " / ".join(map(str, r.bits))]
+            for r in summary.itertuples()]
+    header = ["dataset · noise", "group", "rank", "method", "area under MAP–rate", "drop: clean → highest rate", "seeds",
+              "rank kept", "Kendall τ", "noise rates", "bits"]
+    table = tabulate(rows, header, tablefmt="pipe", disable_numparse=True,
+                     colalign=["left", "left", "right", "left", *["right"] * 7])
+    return ["### Robustness", ROBUSTNESS_NOTE, table]
+
+
+def mean_std(mean: float, std: float) -> str:
+    """mean ± std (std only when finite), three decimals."""
+    return format_number(mean) + (MARKDOWN["pm"] + format_number(std) if np.isfinite(std) else "")
+
+
+def drop_text(row) -> str:
+    """The drop cell of a robustness row: mean ± std, or that the row has no rate-0 cell."""
+    return mean_std(row.drop, row.drop_std) if row.clean_reference else NO_CLEAN_REFERENCE
+
+
+def rank_kept_text(row) -> str:
+    """"k/n" seeds keeping the row's rank, or "—" when fewer than two seeds are common to the group's rows."""
+    if row.seeds_compared < 2 or not np.isfinite(row.rank_kept):
+        return MARKDOWN["missing"]
+    return f"{round(row.rank_kept * row.seeds_compared)}/{row.seeds_compared}"
+
+
+def tau_text(tau: float) -> str:
+    """Kendall τ with two decimals, "—" when undefined."""
+    return f"{tau:.2f}" if np.isfinite(tau) else MARKDOWN["missing"]
+
+
 def _setup(profile: str, records: pd.DataFrame) -> str:
     """What the profile's records were run on: datasets, noise, selection, methods, hardware, software, commands."""
     ok = records[records.status == "ok"]
     failed = len(records) - len(ok)
     datasets = [
-        f"{_dataset_name(dataset, split)} (split preset {_distinct(part.split_preset)}: {_sizes(part.sizes.iloc[0])}; "
-        f"sha256 {_distinct(part.dataset_sha256.str[:12])})"
+        f"{dataset_name(dataset, split)} (split preset {distinct_values(part.split_preset)}: {_sizes(part.sizes.iloc[0])}; "
+        f"sha256 {distinct_values(part.dataset_sha256.str[:12])})"
         for (dataset, split), part in ok.groupby(["dataset", "split"], sort=True)
     ]
     overrides = [f"{entry}: " + ", ".join(f"{k}={v}" for k, v in sorted(hparams.items()))
                  for entry, hparams in records.groupby("entry").hparams.first().items() if hparams]
-    hardware = f"device {_distinct(ok.device)}; CPU {_distinct(ok.cpu)}; torch threads {_distinct(ok.torch_threads)}"
+    hardware = f"device {distinct_values(ok.device)}; CPU {distinct_values(ok.cpu)}; torch threads {distinct_values(ok.torch_threads)}"
     if ok.device_name.notna().any():
-        hardware += f"; GPU {_distinct(ok.device_name)}"
+        hardware += f"; GPU {distinct_values(ok.device_name)}"
     lines = [
         f"Profile `{profile}`: {PROFILES.get(profile, 'a profile named by its records')}. "
         f"{len(records)} records: {len(ok)} ok, {failed} failed.",
         "",
         "- **Datasets**: " + "; ".join(datasets or ["none with a successful record"]),
-        "- **Noise models**: " + ", ".join(f"{n} v{_distinct(p.noise_version)}" for n, p in ok.groupby("noise", sort=True)),
+        "- **Noise models**: " + ", ".join(f"{n} v{distinct_values(p.noise_version)}" for n, p in ok.groupby("noise", sort=True)),
         "- **Model selection**: ranked by " + ", ".join(sorted(records[records.group == "ranked"].selection.unique())) + "; rules recorded: "
         + ", ".join(f"{rule}{'' if rule in RANKABLE_SELECTIONS else ' (†)'}" for rule in SELECTIONS if ok[f"map@{rule}"].notna().any()),
-        "- **Methods**: " + ", ".join(f"{m} v{_distinct(p.method_version)}" for m, p in ok.groupby("method", sort=True)),
+        "- **Methods**: " + ", ".join(f"{m} v{distinct_values(p.method_version)}" for m, p in ok.groupby("method", sort=True)),
         *(["- **Hyper-parameter overrides**: " + "; ".join(overrides)] if overrides else []),
-        f"- **Hardware**: {hardware}; precision {_distinct(records.precision)}; {_distinct(ok.platform)}",
-        f"- **Software**: cmh-bench {_distinct(ok.cmh_bench)}, Python {_distinct(ok.python)}, torch {_distinct(ok.torch)}, "
-        f"numpy {_distinct(ok.numpy)}",
-        f"- **Git revisions**: {_distinct(ok.git_revision)}",
+        f"- **Hardware**: {hardware}; precision {distinct_values(records.precision)}; {distinct_values(ok.platform)}",
+        f"- **Software**: cmh-bench {distinct_values(ok.cmh_bench)}, Python {distinct_values(ok.python)}, torch {distinct_values(ok.torch)}, "
+        f"numpy {distinct_values(ok.numpy)}",
+        f"- **Git revisions**: {distinct_values(ok.git_revision)}",
         "",
         "Regenerate (a run skips complete cells):",
         "",
         "```sh",
-        *_commands(profile, records),
+        *run_commands(profile, records),
         "```",
     ]
     return "\n".join(lines)
-
-
-def _commands(profile: str, records: pd.DataFrame) -> list[str]:
-    """The ``cmh-bench run`` commands whose grids cover the records (one per split, validation options, overrides,
-    fixed noise seed, noise file and precision), then ``cmh-bench report``."""
-    keyed = records.assign(
-        overrides=[" ".join(f"--hp {k}={v}" for k, v in sorted(h.items())) for h in records.hparams],
-        fixed_noise_seed=["" if pd.isna(ns) or ns == s else f"--noise-seed {int(ns)}" for s, ns in zip(records.seed, records.noise_seed)],
-        validation=[" ".join(([f"--val-fraction {f:g}"] if pd.notna(f) else []) + ([f"--val-every {int(e)}"] if pd.notna(e) and e != DEFAULT_VAL_EVERY else []))
-                    for f, e in zip(records.val_fraction, records.val_every)],
-    )
-    commands = []
-    for (split, validation, overrides, noise_seed, noise_file, precision), part in keyed.groupby(
-            ["split", "validation", "overrides", "fixed_noise_seed", "noise_file", "precision"], sort=True):
-        options = [f"--profile {profile}", f"--methods {_joined(part.method)}", f"--datasets {_joined(part.dataset)}",
-                   f"--noise {_joined(part.noise)}", f"--rates {_joined(part.rate, '{:g}')}", f"--bits {_joined(part.bits)}",
-                   f"--seeds {_joined(part.seed)}", f"--split {split}" if split else "",
-                   validation, overrides, noise_seed, f"--noise-file {noise_file}" if noise_file else "",
-                   "--mixed-precision" if precision != "fp32" else ""]
-        commands.append(" ".join(["cmh-bench run", *(o for o in options if o)]))
-    return [*commands, "cmh-bench report"]
 
 
 def _table_section(records: pd.DataFrame, published: pd.DataFrame, out: Output) -> str:
     """One (dataset, split, noise) of a profile: the mean table, its plot, per-direction tables, noise detection, curves."""
     profile, dataset, split, noise = records.iloc[0][TABLE_KEYS]
     precision = records.iloc[0].precision
-    name = f"{_dataset_name(dataset, split)} · {noise}"
+    name = f"{dataset_name(dataset, split)} · {noise}"
     label = profile if precision == "fp32" else f"{profile}, {precision}"
     in_profile = f"{name} ({label})"  # the plots' titles name the profile (and a precision other than fp32)
-    slug = _slug(profile if precision == "fp32" else f"{profile}-{precision}", _dataset_name(dataset, split), noise)
+    slug = table_slug(profile, precision, dataset, split, noise)
+    first_plot = len(out.plots)
     meta = records.groupby("entry")[["group", "selection"]].first()
     matching = published[(published.dataset == dataset) & (published.noise == noise)]
     tables = {metric: build_table(f"Profile {profile}, {name}", what, aggregate(records, metric).droplevel(TABLE_KEYS), meta,
@@ -663,6 +575,7 @@ def _table_section(records: pd.DataFrame, published: pd.DataFrame, out: Output) 
     parts += _selection_section(records, order)
     parts += _detection_section(records, meta, in_profile, slug, out)
     parts += _curves_section(records, meta, order, in_profile, slug, out)
+    out.table_plots[slug] = list(out.plots)[first_plot:]
     return "\n\n".join(parts)
 
 
@@ -690,7 +603,7 @@ def _selection_section(records: pd.DataFrame, order: list[str]) -> list[str]:
             cells.append(text)
         epochs = " / ".join(MARKDOWN["missing"] if part[f"epoch@{r}"].isna().all() else f"{part[f'epoch@{r}'].mean():.0f}"
                             for r in SELECTIONS)
-        rows.append([entry, _percent(rate), str(len(part)), *cells, epochs])
+        rows.append([entry, percent(rate), str(len(part)), *cells, epochs])
     table = tabulate(rows, header, tablefmt="pipe", disable_numparse=True, colalign=["left", *["right"] * (len(header) - 1)])
     caption = ("Test MAP (mean of I2T and T2I, tie-aware MAP@all) at the epoch each selection rule picked, from the same "
                "training runs, mean over runs (seeds × code lengths); (Δ): minus `val`, the inflation of the rule over "
@@ -730,7 +643,7 @@ def _detection_section(records: pd.DataFrame, meta: pd.DataFrame, name: str, slu
             stats, meta, rank=False, unit="run")))
     for entry, part in detected.groupby("entry", sort=True):
         top = part[part.rate == part.rate.max()].sort_values(["bits", "seed"]).drop_duplicates("bits")
-        title = f"{entry}: sample weights at {_percent(top.rate.iloc[0])} noise, {name}"
+        title = f"{entry}: sample weights at {percent(top.rate.iloc[0])} noise, {name}"
         parts.append(out.plot(_slug(slug, entry, "weights"), title,
                               partial(plots.weight_histograms, top[["bits", "seed", "noise_detection"]], title=title)))
     return parts
@@ -745,10 +658,10 @@ def _curves_section(records: pd.DataFrame, meta: pd.DataFrame, order: list[str],
     curves = curves[curves.rate == top].assign(group=lambda c: c.entry.map(meta.group),
                                                position=lambda c: c.entry.map({e: i for i, e in enumerate(order)}))
     marks = _selected_epochs(records[(records.status == "ok") & (records.rate == top) & records.entry.isin(curves.entry)])
-    title = f"{name}: training curves at {_percent(top)} noise"
+    title = f"{name}: training curves at {percent(top)} noise"
     link = out.plot(_slug(slug, "epochs"), title, partial(plots.training_curves, curves.sort_values(["position", "epoch"]),
                                                           marks=marks, title=title))
-    return [f"#### Training curves at {_percent(top)} noise",
+    return [f"#### Training curves at {percent(top)} noise",
             ("Test-query MAP, noisy-validation MAP" if curves.val_map.notna().any() else "Test-query MAP")
             + " and weight AUC over the epochs (mean over seeds, ± std band); on the test-MAP curves a marker shows "
             "the epoch each selection rule picked (mean over seeds). A falling MAP is the networks memorising the "
@@ -779,7 +692,7 @@ def _epoch_curves(records: pd.DataFrame) -> pd.DataFrame:
 
 def _failed_section(failed: pd.DataFrame) -> str:
     """The failed cells of a profile with their error (first line)."""
-    rows = [[_dataset_name(r.dataset, r.split), r.noise, f"{r.rate:g}", str(r.bits), r.entry, str(r.seed), _error_text(r.error)]
+    rows = [[dataset_name(r.dataset, r.split), r.noise, f"{r.rate:g}", str(r.bits), r.entry, str(r.seed), _error_text(r.error)]
             for r in failed.itertuples()]
     table = tabulate(rows, ["dataset", "noise", "rate", "bits", "method", "seed", "error"], tablefmt="pipe", disable_numparse=True)
     return "### Failed cells\n\n" + table
@@ -794,7 +707,7 @@ def _error_text(error) -> str:
     return line.replace("|", "\\|").replace("<", "&lt;")
 
 
-def _dataset_name(dataset: str, split: str) -> str:
+def dataset_name(dataset: str, split: str) -> str:
     """The dataset as shown: ``name`` or ``name@split`` when the records name a split preset."""
     return f"{dataset}@{split}" if split else dataset
 
@@ -807,15 +720,10 @@ def _sizes(sizes) -> str:
     return " / ".join(f"{sizes.get(part, '?')} {part}" for part in parts)
 
 
-def _distinct(values: pd.Series) -> str:
+def distinct_values(values: pd.Series) -> str:
     """The distinct non-missing values, sorted, comma-separated (integral floats without ".0"); "unknown" if none."""
     texts = {str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values.dropna()}
     return ", ".join(sorted(texts)) or "unknown"
-
-
-def _joined(values: pd.Series, fmt: str = "{}") -> str:
-    """The distinct values, sorted, formatted and comma-separated (a CLI list)."""
-    return ",".join(fmt.format(v) for v in sorted(set(values)))
 
 
 # ---------------------------------------------------------------- exports

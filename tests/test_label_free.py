@@ -16,7 +16,8 @@ from cmh_bench.method import LabelAccessError, LabelFreeTrainSet
 from cmh_bench.methods import BUILTIN_METHODS
 from cmh_bench.record import CellOutcome, write_record
 from cmh_bench.registry import get_method, load_plugin_file
-from cmh_bench.report import load_records, render_report
+from cmh_bench.report import render_report
+from cmh_bench.results import load
 from cmh_bench.validation import check_hparams
 
 LABEL_FREE = ("ucch", "djsrh", "dgcpn")
@@ -85,7 +86,7 @@ def test_the_report_ranks_label_free_rows_in_their_own_group(records, tmp_path):
         write_record(results, cell, CellOutcome(dict(record)))
     floor = Cell(dataset="toy", method="floor-constant", bits=16, rate=0.2, profile="quick", threads=1)
     write_record(results, floor, CellOutcome(run_cell(floor)))
-    frame = load_records(results)
+    frame = load(results)
     assert set(frame[frame.method.isin(LABEL_FREE)].group) == {"label-free"}
     render_report(results, tmp_path / "out")
     text = (tmp_path / "out" / "README.md").read_text()

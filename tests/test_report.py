@@ -26,7 +26,8 @@ import pytest
 
 from cmh_bench.cell import Cell
 from cmh_bench.errors import UserError
-from cmh_bench.report import load_records, render_report
+from cmh_bench.report import render_report
+from cmh_bench.results import load
 
 GOLDEN = Path(__file__).parent / "golden" / "README.md"
 JITTER = (-0.01, 0.0, 0.01)  # added to both directions of seed 0, 1, 2
@@ -200,7 +201,7 @@ def by_hand(base: float, seeds=(0, 1, 2)) -> str:
 
 
 def test_load_records_one_row_per_record(rendered):
-    frame = load_records(rendered["results"])
+    frame = load(rendered["results"])
     assert len(frame) == len(list(rendered["results"].rglob("*.json")))
     row = frame[(frame.entry == "scbch") & (frame.profile == "quick") & (frame.rate == 0.2) & (frame.bits == 16) & (frame.seed == 1)].iloc[0]
     assert row["map"] == pytest.approx(0.71) and row.map_i2t == pytest.approx(0.70) and row.map_t2i == pytest.approx(0.72)
@@ -287,7 +288,7 @@ def test_schema_1_records_rank_by_final_and_the_report_says_what_they_lack(tmp_p
     assert "*selected on the test queries (†), not ranked*" in rows
     assert "† optimistic: model selected on the test queries" in markdown
     assert "#### Model selection" not in markdown  # no record has a validation part
-    frame = load_records(tmp_path / "results")
+    frame = load(tmp_path / "results")
     assert set(frame.lacks) == {("val", "val-clean", "best-on-test"), ("val", "final", "val-clean")}
 
 
@@ -397,12 +398,12 @@ def test_stale_plots_removed(tmp_path):
 
 def test_no_records_or_bad_record_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no result records"):
-        load_records(tmp_path)
+        load(tmp_path)
     bad = tmp_path / "quick" / "toy" / "seed0.json"
     bad.parent.mkdir(parents=True)
     bad.write_text("{not json")
     with pytest.raises(UserError, match="seed0.json is not a readable result record"):
-        load_records(tmp_path)
+        load(tmp_path)
 
 
 def test_golden_readme(rendered):
@@ -419,4 +420,4 @@ def test_rank_by_final_on_request(rendered, tmp_path):
     _, rows = table_after(section(markdown, "quick"), "### mirflickr · pair-swap")
     assert rows["scbch"][0] == "**.690 ± .010**"  # the final epoch's MAP: .02 below val's (SHIFTS)
     with pytest.raises(UserError, match="cannot rank by 'val-clean'"):
-        load_records(rendered["results"], rank_by="val-clean")
+        load(rendered["results"], rank_by="val-clean")
