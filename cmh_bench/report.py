@@ -20,7 +20,8 @@ The rules (also stated in the rendered protocol):
   mean per column is bold; a ranked row is marked tied (≈) when a one-sided Welch t-test does not
   find it below the bold one at 5 % (at least 2 seeds on each side);
 - ranked rows come first, ordered by mean rank over the table's columns, then the label-free rows
-  (role "label-free"), ranked the same way among themselves, then the unranked groups
+  (role "label-free") and the rows that used a clean meta set (``+meta-N``, cmh_bench.metaset), each
+  ranked the same way among themselves, then the unranked groups
   (best-on-test selection, reported numbers, reference rows, upper bounds) under their own headings;
 - per (dataset, noise) a selection table shows every rule's MAP side by side (final, val, and the
   flagged val-clean and best-on-test) with its inflation over ``val``, and the training curves mark the
@@ -44,6 +45,7 @@ from tabulate import tabulate
 from cmh_bench import plots
 from cmh_bench.atomic import write_text_atomic
 from cmh_bench.cell import DEFAULT_VAL_EVERY, RANKABLE_SELECTIONS, SELECTIONS
+from cmh_bench.metaset import LABELS_USED as META_LABELS_USED
 from cmh_bench.reported import reported_numbers
 from cmh_bench.errors import UserError
 from cmh_bench.record import read_record
@@ -58,17 +60,22 @@ METRICS = {  # frame column -> what its table shows
 GROUPS = {  # row group -> heading row inside a table (None: no heading); the order is the display order
     "ranked": None,
     "label-free": "label-free (no labels read), ranked among themselves",
+    "clean-meta": "used a clean meta set (+meta-N: N training items with clean labels), ranked among themselves",
     "optimistic": "selected on the test queries (†), not ranked",
     "reported": "reported by the authors under their protocol, not ranked",
     "reference": "reference rows, not ranked",
     "upper-bound": "upper bounds (clean labels), never ranked",
 }
 GROUP_ORDER = {group: i for i, group in enumerate(GROUPS)}
-RANKED_GROUPS = ("ranked", "label-free")  # groups whose rows are ranked, each among its own rows
+RANKED_GROUPS = ("ranked", "label-free", "clean-meta")  # groups whose rows are ranked, each among its own rows
 LABEL_FREE_NOTE = ("**Label-free rows** (role label-free: UCCH, DJSRH, DGCPN): the harness hands these methods no "
                    "labels, so their MAP does not depend on the noise model or rate; they follow the ranked rows under "
                    "their own heading and are ranked the same way among themselves (their own bold and ≈), never "
                    "with the noisy-label methods.")
+CLEAN_META_NOTE = ("**Clean meta set rows** (`+meta-N`, e.g. MGSH): besides the noisy labels, the harness handed these "
+                   "methods N of their training items with those items' clean labels (seeded; size, seed and a hash of "
+                   "the items in each record). That is clean data the noisy-only methods do not get, so these rows "
+                   "follow them under their own heading, ranked only among themselves.")
 ALPHA = 0.05
 MIN_SEEDS_FOR_TEST = 2
 CONSTANT_SPREAD = 1e-12  # per-seed values closer than this are one constant (float noise of a mean)
@@ -197,13 +204,16 @@ def _registered_role(name: str) -> str:
 
 
 def _group(role: str, labels_used: str | None, selection: str) -> str:
-    """The row group of a record: upper bounds and reference rows by role, then optimistic selections, then ranked."""
+    """The row group of a record: upper bounds and reference rows by role, then optimistic selections, then
+    clean-meta-set rows, label-free rows and ranked ones."""
     if role == "upper-bound" or labels_used == "clean":
         return "upper-bound"
     if role == "reference":
         return "reference"
     if selection not in RANKABLE_SELECTIONS:
         return "optimistic"
+    if labels_used == META_LABELS_USED:
+        return "clean-meta"
     return "label-free" if role == "label-free" else "ranked"
 
 
@@ -539,6 +549,8 @@ def _protocol(frame: pd.DataFrame) -> str:
     ]
     if (frame.group == "label-free").any():
         items.append(LABEL_FREE_NOTE)
+    if (frame.group == "clean-meta").any():
+        items.append(CLEAN_META_NOTE)
     return "## Protocol\n\n" + "\n".join(f"- {item}" for item in items)
 
 
