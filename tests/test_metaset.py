@@ -19,7 +19,7 @@ from cmh_bench.harness import run_cell
 from cmh_bench.metaset import META_SEED, draw_meta, meta_summary
 from cmh_bench.noise import inject_noise
 from cmh_bench.registry import get_method, load_plugin_file
-from cmh_bench.report import load_records
+from cmh_bench.report import load_records, render_report
 from cmh_bench.runner import run_grid
 from cmh_bench.splits import validation_split
 
@@ -96,6 +96,12 @@ def test_report_puts_meta_rows_in_their_own_group(reader, tmp_path):
     run_grid(grid, tmp_path / "results", InProcessExecutor())
     groups = load_records(tmp_path / "results").set_index("method").group.to_dict()
     assert groups == {"meta-reader": "clean-meta", "random-codes": "reference"}
+    render_report(tmp_path / "results", tmp_path / "board")
+    text = (tmp_path / "board" / "README.md").read_text()
+    table = text[text.index("### toy"):]
+    heading = table.index("used a clean meta set (+meta-N")
+    assert table.index("meta-reader+every-0+meta-7") > heading > 0 and "**Clean meta set rows**" in text
+    assert "--methods meta-reader --datasets toy --noise pair-swap --rates 0.5 --bits 16 --seeds 0 --val-every 0 --clean-meta 7" in text
 
 
 def test_train_set_without_meta_has_none():

@@ -29,11 +29,15 @@ from cmh_bench.methods.rshnl import chl_loss, q_robust
 
 
 def close(a, b, tol=1e-5):
-    return torch.allclose(torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32), atol=tol)
+    """a ≈ b elementwise, as float32 tensors."""
+    a, b = (torch.as_tensor(x, dtype=torch.float32) for x in (a, b))
+    return torch.allclose(a, b, atol=tol)
 
 
 def unit_rows(n, d, seed):
-    return F.normalize(torch.randn(n, d, generator=torch.Generator().manual_seed(seed)), dim=1)
+    """n seeded random unit rows in R^d."""
+    generator = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(n, d, generator=generator), dim=1)
 
 
 Y = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]])
