@@ -190,7 +190,9 @@ class RFCMH(TwoNetHashing):
     Deviations from the authors' code (the spec's; each documented with its effect in the README):
     1. Multi-label adaptation (the authors ran single-label data only; argmax silently mislabels
        multi-hot pairs): ζ_ij from label overlap and the gap g_i = min over claimed − max over other
-       classes. ``argmax_faithful`` restores the authors' first-positive rule.
+       classes. ``argmax_faithful`` restores the authors' first-positive rule. Measured (quick, synth-flickr,
+       pair-swap 0.5, 32 bits, seed 0, lr 1e-4, 50 epochs): adapted noisy-validation MAP .705, test MAP at the
+       ``val`` epoch .851 (final .846), gap AUC .598; argmax .697, .842 (.832), .635.
     2. The benchmark's query/database protocol and model selection (the code: test-vs-test, best epoch on a
        clean validation split).
     The paper's variant (δ = 0.05, no z-score, α·L_inter, its y = 0 necessity, wd 1e-4) is only partly
