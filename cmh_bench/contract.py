@@ -2,8 +2,9 @@
 
 Checks: codes are +-1 with the right shape; two runs with the same seeds give identical codes;
 every logged loss term is finite; the method trained on noisy labels (plus its default clean meta
-set, for a method that declares one; unless it is an opted-in upper bound, or a label-free method, which is handed no labels and whose codes must then be the same
-at another noise rate); sample weights, if any, have one finite value per training sample.
+set, for a method that declares one; unless it is an opted-in upper bound, or a label-free method,
+which is handed no labels and whose codes must then be the same at another noise rate); sample
+weights, if any, have one finite value per training sample.
 """
 
 from __future__ import annotations

@@ -89,11 +89,11 @@ def check_writable(path: str | os.PathLike, option: str, *, folder: bool) -> Non
 
 def validate_grid(grid: Grid, results_dir: Path) -> None:
     """Every check a run needs, before any training or writing: plugins, methods and hyper-parameters,
-    the clean meta set option, noise models and rates, datasets, bits, the validation options and the results folder (the device
-    is checked by :func:`check_device`, which needs the executor).
+    the clean meta set option, noise models and rates, datasets, bits, the validation options and the
+    results folder (the device is checked by :func:`check_device`, which needs the executor).
 
-    Split presets, validation parts and the clean meta sets' sizes are checked by :func:`check_dataset` once the dataset files
-    exist (see the runner).
+    Split presets, validation parts and the clean meta sets' sizes are checked by :func:`check_dataset`
+    once the dataset files exist (see the runner).
     """
     from cmh_bench.catalog import available_datasets, ensure_dataset, synthetic_names
     from cmh_bench.metaset import check_meta_option
