@@ -7,7 +7,7 @@ The record of a cell lives at
 so the path is the key: the runner resumes by skipping cells whose record is complete.
 ``<options>`` appears only when the cell departs from the defaults (hyper-parameter overrides
 ``+hp-<hash>``, a validation fraction ``+val-<f>``, a validation period ``+every-<N>``, bf16
-autocast ``+bf16``), so default
+autocast ``+bf16``, a clean meta set of N items ``+meta-N``), so default
 runs have the short path of DESIGN.md. A dataset given as a path appears as its file's stem plus a
 hash of the path (cmh_bench.catalog.dataset_label); a noise file (noise model ``file``) as the
 first 12 hex digits of its SHA-256, which is also in the key.
@@ -51,6 +51,7 @@ class Cell:
     hparams: tuple[tuple[str, str], ...] = ()  # user overrides, sorted (key, value) pairs
     noise_file: str | None = None  # noise model "file": PATH[:KEY] of the given noisy labels (keyed by its SHA-256)
     mixed_precision: bool = False  # bf16 autocast (CUDA only): a key field, since it changes the numbers
+    clean_meta: int | None = None  # items of the clean meta set handed to the method (cmh_bench.metaset); None: none
     # execution fields: how and where, not what
     device: str = "auto"
     save_codes: bool = False
@@ -74,6 +75,7 @@ class Cell:
             "val_fraction": self.val_fraction, "val_every": self.val_every,
             **({"noise_file_sha256": self.noise_file_sha256} if self.noise_file else {}),
             **({"precision": self.precision} if self.mixed_precision else {}),
+            **({"clean_meta": self.clean_meta} if self.clean_meta else {}),
         }
 
     @property
@@ -105,6 +107,8 @@ class Cell:
             method += f"+every-{self.val_every}"
         if self.mixed_precision:
             method += f"+{self.precision}"
+        if self.clean_meta:
+            method += f"+meta-{self.clean_meta}"
         seed = f"seed{self.seed}" + (f"-noise{self.noise_seed}" if self.noise_seed not in (None, self.seed) else "")
         return Path(self.profile, dataset, f"{noise}-{self.rate:g}", f"{self.bits}bit", method, f"{seed}.json")
 

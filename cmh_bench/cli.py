@@ -33,6 +33,9 @@ app.add_typer(list_app, name="list")
 app.add_typer(data_app, name="data")
 
 console = Console()
+CLEAN_META_HELP = ("Hand methods that learn from a clean meta set (MGSH) N of the items they train on with their clean "
+                   "labels (default: the method's own size; 0: none); recorded, part of the result path (+meta-N), "
+                   "reported apart from the noisy-only methods. A method that cannot use one refuses it.")
 
 
 class ConsoleRunObserver:
@@ -344,6 +347,7 @@ def run(
     val_fraction: Optional[float] = typer.Option(None, help="Share of the training items held out for validation (default: the dataset card's, else 0.1; 0: no validation)."),
     val_every: int = typer.Option(DEFAULT_VAL_EVERY, help="Evaluate the validation part and the test queries every N epochs, for model selection and the MAP curves (0: the final epoch only)."),
     noise_file: Optional[str] = typer.Option(None, help="With --noise file: the noisy training labels PATH[:KEY] (e.g. the authors' noise_label/*.h5); its sha256 keys the result."),
+    clean_meta: Optional[int] = typer.Option(None, help=CLEAN_META_HELP),
     hp: list[str] = typer.Option([], "--hp", help="Hyper-parameter override KEY=VALUE (repeatable); recorded and part of the result path."),
     plugin: list[Path] = typer.Option([], "--plugin", help="Load methods from this Python file (repeatable)."),
     save_codes: bool = typer.Option(False, "--save-codes", help="Also write each cell's codes and distance histograms (.h5 beside the record)."),
@@ -369,7 +373,7 @@ def run(
         seeds=_split_list(seeds, "seeds", int),
         cell_options=dict(
             profile=profile, device=device, mixed_precision=mixed_precision, split=split, noise_seed=noise_seed,
-            val_fraction=val_fraction, val_every=val_every, hparams=_parse_hparams(hp),
+            val_fraction=val_fraction, val_every=val_every, hparams=_parse_hparams(hp), clean_meta=clean_meta,
             noise_file=absolute_ref(noise_file) if noise_file else None,
             plugins=tuple(str(p.resolve()) for p in plugin), save_codes=save_codes,
             threads=max(1, (os.cpu_count() or 1) // max(1, jobs)),
@@ -404,6 +408,7 @@ def tune(
     device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."),
     val_fraction: Optional[float] = typer.Option(None, help="Share of training items held out for validation (default: the card's, else 0.1)."),
     val_every: int = typer.Option(DEFAULT_VAL_EVERY, help="Evaluate the validation part every N epochs."),
+    clean_meta: Optional[int] = typer.Option(None, help=CLEAN_META_HELP),
     plugin: list[Path] = typer.Option([], "--plugin", help="Load methods from this Python file (repeatable)."),
     force: bool = typer.Option(False, "--force", help="Redo tuning cells that already have a complete record."),
 ) -> None:
@@ -423,6 +428,7 @@ def tune(
         suite="tune", methods=(method,), datasets=_split_list(datasets, "datasets"), noise=_split_list(noise, "noise"),
         rates=_split_list(rates, "rates", float), bits=_split_list(bits, "bits", int), seeds=_split_list(seeds, "seeds", int),
         cell_options=dict(profile=profile, device=device, val_fraction=val_fraction, val_every=val_every, plugins=plugins,
+                          clean_meta=clean_meta,
                           threads=max(1, (os.cpu_count() or 1) // jobs)),
     )
     check_tuning_grid(base)
@@ -446,7 +452,8 @@ def tune(
     command = " ".join(["cmh-bench tune", method, f"--datasets {','.join(base.datasets)}", f"--noise {','.join(base.noise)}",
                         f"--rates {','.join(f'{r:g}' for r in base.rates)}", f"--bits {','.join(map(str, base.bits))}",
                         f"--seeds {','.join(map(str, base.seeds))}", f"--epochs {epochs}", f"--profile {profile}",
-                        *([f"--val-fraction {val_fraction:g}"] if val_fraction is not None else []), f"--val-every {val_every}"])
+                        *([f"--val-fraction {val_fraction:g}"] if val_fraction is not None else []), f"--val-every {val_every}",
+                        *([f"--clean-meta {clean_meta}"] if clean_meta is not None else [])])
     path = write_tuned_profile(entry, base, points, scored, command)
     rows = [[", ".join(f"{k}={v:g}" for k, v in point.items()), "—" if s["score"] is None else f"{s['score']:.4f}",
              str(s["cells"]), str(s["failed"])] for point, s in zip(points, scored)]

@@ -1,9 +1,10 @@
 """``cmh-bench check NAME``: the method contract of DESIGN.md, checked on the ``toy`` dataset.
 
 Checks: codes are +-1 with the right shape; two runs with the same seeds give identical codes;
-every logged loss term is finite; the method trained on noisy labels (unless it is an opted-in
-upper bound, or a label-free method, which is handed no labels and whose codes must then be the same
-at another noise rate); sample weights, if any, have one finite value per training sample.
+every logged loss term is finite; the method trained on noisy labels (plus its default clean meta
+set, for a method that declares one; unless it is an opted-in upper bound, or a label-free method,
+which is handed no labels and whose codes must then be the same at another noise rate); sample
+weights, if any, have one finite value per training sample.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from cmh_bench.cell import Cell
 from cmh_bench.harness import run_cell_with_codes
+from cmh_bench.metaset import LABELS_USED as META_LABELS_USED, meta_size
 from cmh_bench.registry import get_method, load_plugin_file
 
 
@@ -23,7 +25,8 @@ def check_method(name: str, plugins: tuple[str, ...] = (), bits: int = 16) -> li
     for plugin in plugins:
         load_plugin_file(plugin)
     entry = get_method(name)
-    cell = Cell(dataset="toy", method=name, bits=bits, rate=0.5, profile="quick", save_codes=True, plugins=plugins, threads=1)
+    cell = Cell(dataset="toy", method=name, bits=bits, rate=0.5, profile="quick", save_codes=True, plugins=plugins, threads=1,
+                clean_meta=meta_size(entry.load(), None))
     first_run, second_run = run_cell_with_codes(cell), run_cell_with_codes(cell)
     first = first_run.record
     names = ("query_image", "query_text", "db_image", "db_text")
@@ -39,9 +42,10 @@ def check_method(name: str, plugins: tuple[str, ...] = (), bits: int = 16) -> li
     rows.append(("deterministic under the seed", same, "two runs, same seeds"))
     terms = [v for row in first["epochs"] for k, v in row.items() if k.startswith("loss") and isinstance(v, float)]
     rows.append(("loss terms finite", all(math.isfinite(v) for v in terms), f"{len(terms)} logged values"))
-    expected = {"upper-bound": "clean", "label-free": "none"}.get(entry.role, "noisy")
+    expected = {"upper-bound": "clean", "label-free": "none"}.get(entry.role, META_LABELS_USED if cell.clean_meta else "noisy")
     used = first["method"]["labels_used"]
-    rows.append(("trains on noisy labels only (clean only for upper bounds, none for label-free)", used == expected,
+    rows.append(("trains on noisy labels only (clean only for upper bounds and a declared meta set, none for label-free)",
+                 used == expected,
                  f"labels used: {used}"))
     if used == "none":
         other = run_cell_with_codes(replace(cell, rate=0.2))

@@ -21,8 +21,16 @@ class Grid:
     cell_options: dict = field(default_factory=dict)  # the other Cell fields, shared by every cell
 
     def cells(self) -> list[Cell]:
-        """Every cell of the grid, datasets outermost and methods innermost-but-one (seeds last)."""
+        """Every cell of the grid, datasets outermost and methods innermost-but-one (seeds last).
+
+        A cell's clean meta set is the ``clean_meta`` option, else its method's declared default
+        (cmh_bench.metaset.meta_size)."""
+        from cmh_bench.metaset import meta_size
+        from cmh_bench.registry import get_method
+
+        options = {k: v for k, v in self.cell_options.items() if k != "clean_meta"}
+        meta = {m: meta_size(get_method(m).load(), self.cell_options.get("clean_meta")) for m in self.methods}
         return [
-            Cell(dataset=d, noise=n, rate=r, bits=b, method=m, seed=s, **self.cell_options)
+            Cell(dataset=d, noise=n, rate=r, bits=b, method=m, seed=s, clean_meta=meta[m], **options)
             for d, n, r, b, m, s in itertools.product(self.datasets, self.noise, self.rates, self.bits, self.methods, self.seeds)
         ]

@@ -14,6 +14,9 @@ the held-out items against the other and the test queries against the test datab
 the test metrics of every rule's epoch (``val``, ``final``, ``val-clean``, ``best-on-test``), all
 from the one ``fit``. The method trains on 90 % of the training items the authors' protocol uses:
 the price of choosing an epoch without test queries or clean labels (README, "Model selection").
+
+Clean meta set: a cell with ``clean_meta`` = M hands the method, in ``train.meta``, M of the items it
+fits on (seeded, cmh_bench.metaset.draw_meta) with their clean labels; its other labels stay noisy.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from cmh_bench.catalog import ensure_dataset
 from cmh_bench.cell import SELECTIONS, Cell
 from cmh_bench.dataset import LoadedSplit, load_split
 from cmh_bench.device import check_precision, resolve_device
+from cmh_bench.metaset import LABELS_USED as META_LABELS_USED, MetaSet, check_meta_size, draw_meta, meta_summary
 from cmh_bench.method import EncodeInput, HashingMethod, LabelFreeTrainSet, RunContext, TrainSet
 from cmh_bench.noise import inject_noise, get_noise_model
 from cmh_bench.profiles import cell_hparams
@@ -66,6 +70,7 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
     path = ensure_dataset(cell.dataset)
     data = load_split(path, cell.split)
     hp = cell_hparams(cell)
+    check_meta_size(cell.method, method_cls, cell.clean_meta)
 
     noise_model = get_noise_model(cell.noise)
     noisy = inject_noise(
@@ -89,6 +94,10 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
         torch.cuda.reset_peak_memory_stats(device)
     features = (_to_device(data.train.image[fit], device), _to_device(data.train.text[fit], device))
     train = LabelFreeTrainSet(*features) if label_free else TrainSet(*features, _to_device(train_labels[fit], device))
+    meta_positions = None if cell.clean_meta is None else draw_meta(len(fit), cell.clean_meta)
+    if meta_positions is not None:  # the only clean labels a noisy-label method is handed
+        train.meta = MetaSet(torch.from_numpy(meta_positions).to(device),
+                             _to_device(data.train.labels[fit[meta_positions]], device))
     test_parts = {part: _encode_input(getattr(data, part), device, uses_clean) for part in ("query", "database")}
     validation = None
     if len(val_queries):
@@ -147,7 +156,7 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
         entry=entry,
         method_version=str(method_cls.version),
         hparams=asdict(hp) if hp is not None else {},
-        labels_used="none" if label_free else "clean" if uses_clean else "noisy",
+        labels_used="none" if label_free else "clean" if uses_clean else META_LABELS_USED if meta_positions is not None else "noisy",
         dataset=data,
         validation={"fraction": fraction, "seed": VALIDATION_SEED, "size": len(val_queries) + len(val_database),
                     "queries": len(val_queries), "database": len(val_database), "fit_size": len(fit), "every": cell.val_every},
@@ -158,6 +167,7 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
         seconds={"train": train_seconds, "total": time.perf_counter() - started},
         memory=peak_memory(device),
         device=device,
+        clean_meta=None if meta_positions is None else meta_summary(meta_positions),
     )
     if not cell.save_codes:
         return CellOutcome(record)

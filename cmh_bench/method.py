@@ -12,7 +12,8 @@ Subclass :class:`HashingMethod` and implement, for an epoch-based method,
 - ``encode(x, modality) -> Tensor``: +-1 codes of shape (n, bits),
 
 and optionally ``sample_weights()`` (per-sample reliability, so the harness can score noise
-detection). The base class's ``fit`` runs the epochs and reports each one to the context. A method
+detection). A method that learns from a small clean meta set declares its default size in
+``clean_meta_default`` and finds the set in ``train.meta`` (cmh_bench.metaset). The base class's ``fit`` runs the epochs and reports each one to the context. A method
 that does not train by epochs overrides ``fit`` instead.
 
 Hyper-parameters are a dataclass whose defaults are the published ("paper") values; the class
@@ -32,6 +33,7 @@ from typing import Any, Callable, ClassVar, Iterator
 import torch
 
 from cmh_bench.errors import UserError
+from cmh_bench.metaset import MetaSet
 
 MODALITIES = ("image", "text")
 PROFILES = ("paper", "quick")
@@ -44,6 +46,7 @@ class TrainSet:
     image: torch.Tensor  # (N, d_img) float32
     text: torch.Tensor  # (N, d_txt) float32
     labels: torch.Tensor  # (N, C) float32 0/1: noisy labels (clean only for an opted-in upper bound)
+    meta: MetaSet | None = None  # a clean meta set (cmh_bench.metaset), only for a method that declares one
 
     def __len__(self) -> int:
         return self.image.shape[0]
@@ -136,6 +139,7 @@ class HashingMethod:
     quick: ClassVar[dict[str, Any]] = {}  # overrides of the quick profile
     uses_clean_labels: ClassVar[bool] = False  # an explicit, recorded opt-in (upper bounds only)
     uses_labels: ClassVar[bool] = True  # False: label-free; the harness hands it a LabelFreeTrainSet
+    clean_meta_default: ClassVar[int | None] = None  # needs a clean meta set of this many items (cmh_bench.metaset)
 
     def __init__(self, hp, bits: int, image_dim: int, text_dim: int, n_classes: int):
         self.hp = hp

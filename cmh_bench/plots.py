@@ -3,7 +3,7 @@
 Every figure is drawn under matplotlib's default style (a user's matplotlibrc cannot change it) and
 saved atomically without the "Software" metadata, so the same data give the same bytes as far as
 matplotlib allows. Line style tells the row group: ranked methods solid, label-free methods densely
-dashed, best-on-test selection dash-dot, reference rows dashed, upper bounds dotted.
+dashed, clean-meta-set rows dash-dotted finely, best-on-test selection dash-dot, reference rows dashed, upper bounds dotted.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from cmh_bench.atomic import atomic_path
 
 DPI = 100
 PANEL = (4.0, 3.0)  # inches per subplot
-LINESTYLES = {"ranked": "-", "label-free": (0, (5, 1)), "optimistic": "-.", "reference": "--", "upper-bound": ":"}
+LINESTYLES = {"ranked": "-", "label-free": (0, (5, 1)), "clean-meta": (0, (1, 1, 5, 1)), "optimistic": "-.", "reference": "--", "upper-bound": ":"}
 RULE_MARKERS = {"val": "v", "final": "o", "val-clean": "D", "best-on-test": "*"}  # selection rule -> marker
 
 

@@ -48,8 +48,10 @@ class CellOutcome:
 
 
 def build_record(*, cell: Cell, entry, method_version: str, hparams: dict, labels_used: str, dataset, validation: dict,
-                 noise: dict, selections: dict, epochs: list, detection, seconds: dict, memory: dict, device) -> dict:
-    """Assemble the record of a finished cell (``selections``: rule -> {"epoch", "score", "metrics"})."""
+                 noise: dict, selections: dict, epochs: list, detection, seconds: dict, memory: dict, device,
+                 clean_meta: dict | None = None) -> dict:
+    """Assemble the record of a finished cell (``selections``: rule -> {"epoch", "score", "metrics"};
+    ``clean_meta``: cmh_bench.metaset.meta_summary of the cell's clean meta set, if it has one)."""
     record = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -70,6 +72,8 @@ def build_record(*, cell: Cell, entry, method_version: str, hparams: dict, label
         "memory": memory,
         "environment": environment(device),
     }
+    if clean_meta is not None:
+        record["clean_meta"] = clean_meta
     return record
 
 

@@ -21,7 +21,8 @@ The rules (also stated in the rendered protocol):
   mean per column is bold; a ranked row is marked tied (≈) when a one-sided Welch t-test does not
   find it below the bold one at 5 % (at least 2 seeds on each side);
 - ranked rows come first, ordered by mean rank over the table's columns, then the label-free rows
-  (role "label-free"), ranked the same way among themselves, then the unranked groups
+  (role "label-free") and the rows that used a clean meta set (``+meta-N``, cmh_bench.metaset), each
+  ranked the same way among themselves, then the unranked groups
   (best-on-test selection, reported numbers, reference rows, upper bounds) under their own headings;
 - per profile a robustness table (:mod:`cmh_bench.robustness`) ranks each table's ranked rows by the
   area under their MAP–noise-rate curve, with the drop from the clean-label cells and the rank's
@@ -59,6 +60,7 @@ METRICS = {  # frame column -> what its table shows
 GROUPS = {  # row group -> heading row inside a table (None: no heading); the order is the display order
     "ranked": None,
     "label-free": "label-free (no labels read), ranked among themselves",
+    "clean-meta": "used a clean meta set (+meta-N: N training items with clean labels), ranked among themselves",
     "optimistic": "selected on the test queries (†), not ranked",
     "reported": "reported by the authors under their protocol, not ranked",
     "reference": "reference rows, not ranked",
@@ -69,7 +71,11 @@ LABEL_FREE_NOTE = ("**Label-free rows** (role label-free: UCCH, DJSRH, DGCPN): t
                    "labels, so their MAP does not depend on the noise model or rate; they follow the ranked rows under "
                    "their own heading and are ranked the same way among themselves (their own bold and ≈), never "
                    "with the noisy-label methods.")
-GROUP_LABELS = {"ranked": "noisy labels", "label-free": "label-free"}
+CLEAN_META_NOTE = ("**Clean meta set rows** (`+meta-N`, e.g. MGSH): besides the noisy labels, the harness handed these "
+                   "methods N of their training items with those items' clean labels (seeded; size, seed and a hash of "
+                   "the items in each record). That is clean data the noisy-only methods do not get, so these rows "
+                   "follow them under their own heading, ranked only among themselves.")
+GROUP_LABELS = {"ranked": "noisy labels", "label-free": "label-free", "clean-meta": "clean meta set"}
 NO_CLEAN_REFERENCE = "no clean-label reference"
 ROBUSTNESS_NOTE = (
     "Per dataset and noise model, the ranked rows (rule as in the tables) ranked by the **area under the MAP–noise-rate "
@@ -432,6 +438,8 @@ def _protocol(frame: pd.DataFrame) -> str:
     ]
     if (frame.group == "label-free").any():
         items.append(LABEL_FREE_NOTE)
+    if (frame.group == "clean-meta").any():
+        items.append(CLEAN_META_NOTE)
     return "## Protocol\n\n" + "\n".join(f"- {item}" for item in items)
 
 

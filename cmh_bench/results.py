@@ -22,13 +22,14 @@ import pandas as pd
 
 from cmh_bench.cell import DEFAULT_VAL_EVERY, RANKABLE_SELECTIONS, SELECTIONS
 from cmh_bench.errors import UserError
+from cmh_bench.metaset import LABELS_USED as META_LABELS_USED
 from cmh_bench.record import read_record
 
 TABLE_KEYS = ["profile", "dataset", "split", "noise"]
 CELL_COLUMNS = ("rate", "bits")
 ENVIRONMENT_KEYS = ("device", "device_name", "cpu", "torch_threads", "platform", "git_revision", "cmh_bench",
                     "python", "torch", "numpy")
-RANKED_GROUPS = ("ranked", "label-free")  # groups whose rows are ranked, each among its own rows
+RANKED_GROUPS = ("ranked", "label-free", "clean-meta")  # groups whose rows are ranked, each among its own rows
 
 
 def load(results_dir: Path, rank_by: str = "val") -> pd.DataFrame:
@@ -36,7 +37,8 @@ def load(results_dir: Path, rank_by: str = "val") -> pd.DataFrame:
 
     Columns: ``path`` (relative to ``results_dir``); the cell: profile, dataset, split ("" = the file's
     default preset), noise, rate, bits, method, entry (the method folder of the path: the method plus
-    "+hp-…" / "+val-…"), hparams (dict), seed, noise_seed, method_version, val_fraction, val_every; status;
+    "+hp-…" / "+val-…"), hparams (dict), seed, noise_seed, method_version, val_fraction, val_every, clean_meta
+    (the size of the clean meta set, None without one); status;
     role, labels_used (for failed records, which lack them: from the method's other records, else
     the registry), paper and method_hparams (the hyper-parameters in force); schema_version; per rule of ``SELECTIONS``, ``map@<rule>`` and ``epoch@<rule>`` (mean tie-aware MAP@all
     and the selected epoch; None where the record lacks the rule); lacks (rules without metrics);
@@ -117,7 +119,7 @@ def _record_row(path: Path, record: dict) -> dict:
         "hparams": cell.get("hparams") or {}, "seed": int(cell["seed"]),
         "noise_seed": cell.get("noise_seed"), "method_version": cell.get("method_version"),
         "val_fraction": cell.get("val_fraction"), "val_every": cell.get("val_every"),
-        "precision": cell.get("precision", "fp32"),
+        "precision": cell.get("precision", "fp32"), "clean_meta": cell.get("clean_meta"),
         "status": record["status"], "schema_version": record.get("schema_version"),
         "role": method.get("role"), "labels_used": method.get("labels_used"), "paper": method.get("paper"),
         "method_hparams": method.get("hparams"),
@@ -156,13 +158,16 @@ def _registered_role(name: str) -> str:
 
 
 def row_group(role: str, labels_used: str | None, selection: str) -> str:
-    """The row group of a record: upper bounds and reference rows by role, then optimistic selections, then ranked."""
+    """The row group of a record: upper bounds and reference rows by role, then optimistic selections, then
+    clean-meta-set rows, label-free rows and ranked ones."""
     if role == "upper-bound" or labels_used == "clean":
         return "upper-bound"
     if role == "reference":
         return "reference"
     if selection not in RANKABLE_SELECTIONS:
         return "optimistic"
+    if labels_used == META_LABELS_USED:
+        return "clean-meta"
     return "label-free" if role == "label-free" else "ranked"
 
 
@@ -200,21 +205,22 @@ def pivot(frame: pd.DataFrame, value: str = "map", rule: str | None = None) -> p
 
 def run_commands(profile: str, records: pd.DataFrame) -> list[str]:
     """The ``cmh-bench run`` commands whose grids cover the records (one per split, validation options, overrides,
-    fixed noise seed, noise file and precision), then ``cmh-bench report``."""
+    fixed noise seed, noise file, precision and clean meta set size), then ``cmh-bench report``."""
     keyed = records.assign(
         overrides=[" ".join(f"--hp {k}={v}" for k, v in sorted(h.items())) for h in records.hparams],
         fixed_noise_seed=["" if pd.isna(ns) or ns == s else f"--noise-seed {int(ns)}" for s, ns in zip(records.seed, records.noise_seed)],
+        meta=["" if pd.isna(m) else f"--clean-meta {int(m)}" for m in records.clean_meta],
         validation=[" ".join(([f"--val-fraction {f:g}"] if pd.notna(f) else []) + ([f"--val-every {int(e)}"] if pd.notna(e) and e != DEFAULT_VAL_EVERY else []))
                     for f, e in zip(records.val_fraction, records.val_every)],
     )
     commands = []
-    for (split, validation, overrides, noise_seed, noise_file, precision), part in keyed.groupby(
-            ["split", "validation", "overrides", "fixed_noise_seed", "noise_file", "precision"], sort=True):
+    for (split, validation, overrides, noise_seed, noise_file, precision, meta), part in keyed.groupby(
+            ["split", "validation", "overrides", "fixed_noise_seed", "noise_file", "precision", "meta"], sort=True):
         options = [f"--profile {profile}", f"--methods {_joined(part.method)}", f"--datasets {_joined(part.dataset)}",
                    f"--noise {_joined(part.noise)}", f"--rates {_joined(part.rate, '{:g}')}", f"--bits {_joined(part.bits)}",
                    f"--seeds {_joined(part.seed)}", f"--split {split}" if split else "",
                    validation, overrides, noise_seed, f"--noise-file {noise_file}" if noise_file else "",
-                   "--mixed-precision" if precision != "fp32" else ""]
+                   "--mixed-precision" if precision != "fp32" else "", meta]
         commands.append(" ".join(["cmh-bench run", *(o for o in options if o)]))
     return [*commands, "cmh-bench report"]
 

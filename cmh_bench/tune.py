@@ -139,7 +139,7 @@ def write_tuned_profile(entry, base: Grid, points: list[dict], scored: list[dict
                  "epochs": sorted({p["epochs"] for p in points})},
         "cells": {"datasets": list(base.datasets), "noise": list(base.noise), "rates": list(base.rates),
                   "bits": list(base.bits), "seeds": list(base.seeds), "val_fraction": options.get("val_fraction"),
-                  "val_every": options.get("val_every")},
+                  "val_every": options.get("val_every"), "clean_meta": options.get("clean_meta")},
         "scores": [{"values": point, **score} for point, score in zip(points, scored)],
     }
     profile = options.get("profile", "quick")

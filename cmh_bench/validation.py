@@ -41,15 +41,17 @@ def check_validation_options(fraction: float | None, every: int) -> None:
 
 def check_dataset(dataset_file: Path, split: str | None, cells: list) -> None:
     """The dataset file is valid (read once), has the split preset (None: the file's default), and each of
-    its ``cells``' validation parts holds out at least two training items and leaves some to fit on."""
+    its ``cells``' validation parts holds out at least two training items and leaves some to fit on, and
+    leaves at least as many as the cell's clean meta set."""
     from cmh_bench.cards import find_card
     from cmh_bench.dataset import read_info, resolve_split
+    from cmh_bench.metaset import check_meta_fits
     from cmh_bench.splits import validation_fraction, validation_split
 
     info = read_info(dataset_file)
     n_train = info.split_sizes[resolve_split(info, split)]["train"]
-    for fraction in dict.fromkeys(validation_fraction(c, find_card(c.dataset)) for c in cells):
-        validation_split(n_train, fraction)
+    for fraction, meta in dict.fromkeys((validation_fraction(c, find_card(c.dataset)), c.clean_meta) for c in cells):
+        check_meta_fits(meta, len(validation_split(n_train, fraction)[0]))
 
 
 def check_device(device: str, mixed_precision: bool, *, runs_here: bool, pins_gpus: bool) -> None:
@@ -87,13 +89,14 @@ def check_writable(path: str | os.PathLike, option: str, *, folder: bool) -> Non
 
 def validate_grid(grid: Grid, results_dir: Path) -> None:
     """Every check a run needs, before any training or writing: plugins, methods and hyper-parameters,
-    noise models and rates, datasets, bits, the validation options and the results folder (the device
-    is checked by :func:`check_device`, which needs the executor).
+    the clean meta set option, noise models and rates, datasets, bits, the validation options and the
+    results folder (the device is checked by :func:`check_device`, which needs the executor).
 
-    Split presets and validation parts are checked by :func:`check_dataset` once the dataset files
-    exist (see the runner).
+    Split presets, validation parts and the clean meta sets' sizes are checked by :func:`check_dataset`
+    once the dataset files exist (see the runner).
     """
     from cmh_bench.catalog import available_datasets, ensure_dataset, synthetic_names
+    from cmh_bench.metaset import check_meta_option
     from cmh_bench.noise import check_noise_options, check_rate
     from cmh_bench.registry import load_plugin_file
 
@@ -102,6 +105,7 @@ def validate_grid(grid: Grid, results_dir: Path) -> None:
         load_plugin_file(plugin)
     for method in grid.methods:
         check_hparams(method, options.get("profile", "quick"), dict(options.get("hparams", ())))
+        check_meta_option(method, options.get("clean_meta"))
     for noise in grid.noise:
         for rate in grid.rates:
             check_rate(rate, noise)  # also rejects an unknown noise model

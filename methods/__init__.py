@@ -15,6 +15,8 @@ NRCH_PAPER = "Wang et al., NRCH, ACM MM 2024 (doi 10.1145/3664647.3680564)"
 UCCH_PAPER = "Hu et al., UCCH, IEEE TPAMI 2023 (doi 10.1109/TPAMI.2022.3177356)"
 DJSRH_PAPER = "Su et al., DJSRH, ICCV 2019 (doi 10.1109/ICCV.2019.00312)"
 DGCPN_PAPER = "Yu et al., DGCPN, AAAI 2021 (doi 10.1609/aaai.v35i5.16592)"
+MGSH_PAPER = "Tan et al., MGSH, AAAI 2026 (doi 10.1609/aaai.v40i11.37894)"
+RFCMH_PAPER = "Sun et al., RFCMH, ICML 2026 (PMLR 306)"
 REFERENCE = "reference row (specs/baselines.md)"
 
 BUILTIN_METHODS = (
@@ -34,6 +36,8 @@ BUILTIN_METHODS = (
     ("rshnl-hard", "rshnl:RSHNL", "1", RSHNL_PAPER, "method", {"self_paced": "hard"}, "RSHNL with the hard self-paced regulariser"),
     ("rshnl-temp", "rshnl:RSHNL", "1", RSHNL_PAPER, "method", {"aligned_target": 0.9}, "RSHNL variant (not the paper): logits / T, T from C so that an aligned sample reaches y^T p = 0.9"),
     ("nrch", "nrch:NRCH", "1", NRCH_PAPER, "method", {}, "robust contrastive hashing + dynamic noise separator (GMM)"),
+    ("mgsh", "mgsh:MGSH", "1", MGSH_PAPER, "method", {}, "small-loss selection + meta-similarity sample weights; needs a clean meta set (+meta-N)"),
+    ("rfcmh", "rfcmh:RFCMH", "1", RFCMH_PAPER, "method", {}, "fuzzy admissibility reliability weights + q-contrastive + NRCH LSE (multi-label adaptation)"),
     ("ucch", "ucch:UCCH", "1", UCCH_PAPER, "label-free", {}, "label-free reference: contrastive hashing against binary memory keys + cross-modal ranking"),
     ("djsrh", "djsrh:DJSRH", "1", DJSRH_PAPER, "label-free", {}, "label-free reference: codes reconstruct a per-batch joint-semantics feature affinity"),
     ("dgcpn", "dgcpn:DGCPN", "1", DGCPN_PAPER, "label-free", {}, "label-free reference: codes reconstruct a graph-neighbour coherence target"),

@@ -64,6 +64,9 @@ CASES = {
     "unknown hyper-parameter": (["run", "--methods", "dcmh", "--datasets", "toy", "--hp", "epoch=3"],
                                 "no hyper-parameter 'epoch'"),
     "jobs": ([*RUN, "--jobs", "0"], "--jobs 0"),
+    "clean meta set for a method that cannot use one": ([*RUN, "--clean-meta", "5"], "cannot use a clean meta set"),
+    "clean meta set larger than the fitted items": (["run", "--methods", "mgsh", "--datasets", "toy", "--rates", "0.5",
+                                                     "--clean-meta", "500"], "the method trains on only 135 items"),
     "synth out under a file": (["data", "synth", "toy", "--out", "a-file/toy.h5"], "a-file is a file"),
     "report out under a file": (["report", "--results", ".", "--out", "a-file/board"], "a-file is a file"),
 }
