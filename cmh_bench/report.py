@@ -103,7 +103,7 @@ def load_records(results_dir: Path, rank_by: str = "val") -> pd.DataFrame:
     and the selected epoch; None where the record lacks the rule); lacks (rules without metrics);
     selection (the rule shown in the tables: ``ranking_rule`` of the frame, else the record's only rule),
     group (the table row group, see ``GROUPS``); map, map_i2t, map_t2i (tie-aware MAP@all of the shown
-    rule: mean of the directions, I2T, T2I); weight_auc; train_seconds, total_seconds;
+    rule: mean of the directions, I2T, T2I); weight_auc, entry_auc; train_seconds, total_seconds;
     noise_version, noise_file (the given noise file, "" for none); split_preset, sizes, dataset_sha256;
     the environment (``ENVIRONMENT_KEYS``);
     error ("Type: message" of failed records); and the raw epochs (list of dicts) and
@@ -165,7 +165,7 @@ def _record_row(path: Path, record: dict) -> dict:
         **{f"map@{rule}": _selected_map(record, rule, "mean") for rule in SELECTIONS},
         **{f"epoch@{rule}": selections.get(rule, {}).get("epoch") for rule in SELECTIONS},
         "lacks": tuple(record.get("lacks", ())) if record["status"] == "ok" else (),
-        "weight_auc": (detection or {}).get("weight_auc"),
+        "weight_auc": (detection or {}).get("weight_auc"), "entry_auc": (detection or {}).get("entry_auc"),
         "train_seconds": record.get("seconds", {}).get("train"), "total_seconds": record.get("seconds", {}).get("total"),
         "noise_version": record.get("noise", {}).get("version"), "noise_file": record.get("noise", {}).get("file") or "",
         "split_preset": dataset.get("split"), "sizes": dataset.get("sizes"), "dataset_sha256": dataset.get("sha256"),
@@ -716,19 +716,33 @@ def _points(stats: pd.DataFrame, meta: pd.DataFrame, order: list[str]) -> pd.Dat
     return points.sort_values(["position", "bits", "rate"])[["entry", "group", "bits", "rate", "mean", "std"]]
 
 
+DETECTION_SCORES = (  # (record column, key the noise_detection of such a method holds, heading, table caption)
+    ("weight_auc", "edges", "sample weights",
+     "Weight AUC (final sample weights; clean samples positive), pooled over seeds and code lengths,"),
+    ("entry_auc", "entry_shape", "label-entry scores",
+     "Entry AUC (final per-entry scores over the noisy positive label entries; true labels positive, added ones "
+     "negative), pooled over seeds and code lengths,"),
+)
+
+
 def _detection_section(records: pd.DataFrame, meta: pd.DataFrame, name: str, slug: str, out: Output) -> list[str]:
-    """Noise detection by the methods' sample weights: mean weight AUC per entry × rate, and the weight
-    histograms of clean vs corrupted samples at each entry's highest rate. Empty without such records."""
+    """Noise detection by the methods' reliability scores: mean weight AUC (sample weights) and entry AUC
+    (per-entry scores) per entry × rate, and the weight histograms of clean vs corrupted samples at each
+    entry's highest rate. Empty without such records."""
     detected = records[(records.status == "ok") & records.noise_detection.notna()]
     if detected.empty:
         return []
-    stats = aggregate(records[records.entry.isin(detected.entry)], "weight_auc", columns=("rate",)).droplevel(TABLE_KEYS)
-    parts = ["#### Noise detection by sample weights"]
-    if stats["n"].any():  # no AUC when a run had no clean or no corrupted sample
-        parts.append(markdown_table(build_table(
-            name, "Weight AUC (final sample weights; clean samples positive), pooled over seeds and code lengths,",
-            stats, meta, rank=False, unit="run")))
-    for entry, part in detected.groupby("entry", sort=True):
+    headings, tables, by_score = [], [], {}
+    for column, key, heading, caption in DETECTION_SCORES:
+        by_score[key] = scored = detected[[key in detection for detection in detected.noise_detection]]
+        if scored.empty:
+            continue
+        headings.append(heading)
+        stats = aggregate(records[records.entry.isin(scored.entry)], column, columns=("rate",)).droplevel(TABLE_KEYS)
+        if stats["n"].any():  # no AUC when a run had no clean or no corrupted item
+            tables.append(markdown_table(build_table(name, caption, stats, meta, rank=False, unit="run")))
+    parts = [f"#### Noise detection by {' and '.join(headings)}", *tables]
+    for entry, part in by_score["edges"].groupby("entry", sort=True):
         top = part[part.rate == part.rate.max()].sort_values(["bits", "seed"]).drop_duplicates("bits")
         title = f"{entry}: sample weights at {_percent(top.rate.iloc[0])} noise, {name}"
         parts.append(out.plot(_slug(slug, entry, "weights"), title,
