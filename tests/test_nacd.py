@@ -24,8 +24,10 @@ from cmh_bench.methods.nacd import (
 from cmh_bench.methods.scbch import classification_losses, jaccard_matrix, quantisation_loss
 
 
-def close(a, b, tol=1e-5):
-    return torch.allclose(torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32), atol=tol)
+def assert_close(actual, expected):
+    """``actual`` equals ``expected`` (a tensor, number or nested list) to 1e-5, with torch's report of the worst entry."""
+    torch.testing.assert_close(torch.as_tensor(actual, dtype=torch.float32).detach(),
+                               torch.as_tensor(expected, dtype=torch.float32).detach(), atol=1e-5, rtol=0)
 
 
 # ---------------------------------------------------------------- pseudo-labels and IoU
@@ -42,7 +44,8 @@ def test_pseudo_labels_keep_the_candidates_whose_confidence_reaches_the_threshol
 
 def test_iou_of_the_pseudo_labels_by_hand():
     T = jaccard_matrix(torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]]))  # {1,2}, {2,3}, {}
-    assert close(T, [[1, 1 / 3, 0], [1 / 3, 1, 0], [0, 0, 0]]) and close(T, T.T)
+    assert_close(T, [[1, 1 / 3, 0], [1 / 3, 1, 0], [0, 0, 0]])
+    assert_close(T, T.T)
 
 
 # ---------------------------------------------------------------- CRCH
@@ -53,17 +56,17 @@ def test_crch_closed_form_on_identity_codes():
     u = torch.eye(3)
     y_hat = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])  # T_01 = T_12 = 1/2, T_02 = 0
     l_neg, l_pos, l_align = crch_loss(u, u.clone(), y_hat, margin=0.2, shift=1.0)
-    assert close(l_neg, 2 * 2 * math.exp(-1) / 9)  # pairs (0,2), (2,0), both directions, over B² = 9
-    assert close(l_pos, 4 * math.exp(-0.5) / 9)  # pairs (0,1), (1,0), (1,2), (2,1): exp(−0 − 1/2)
-    assert close(l_align, -1.0)
+    assert_close(l_neg, 2 * 2 * math.exp(-1) / 9)  # pairs (0,2), (2,0), both directions, over B² = 9
+    assert_close(l_pos, 4 * math.exp(-0.5) / 9)  # pairs (0,1), (1,0), (1,2), (2,1): exp(−0 − 1/2)
+    assert_close(l_align, -1.0)
 
 
 def test_crch_empty_pseudo_label_is_a_negative_to_everyone():
     u = torch.eye(3)
     y_hat = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]])  # row 2 empty: T_2· = 0, even T_22
     l_neg, l_pos, _ = crch_loss(u, u.clone(), y_hat)
-    assert close(l_neg, 4 * 2 * math.exp(-1) / 9)  # (0,2), (2,0), (1,2), (2,1)
-    assert close(l_pos, 2 * math.exp(-1.0) / 9)  # (0,1), (1,0) with T = 1
+    assert_close(l_neg, 4 * 2 * math.exp(-1) / 9)  # (0,2), (2,0), (1,2), (2,1)
+    assert_close(l_pos, 2 * math.exp(-1.0) / 9)  # (0,1), (1,0) with T = 1
 
 
 def test_crch_shift_scales_an_easy_negative_by_exp_minus_shift():
@@ -71,7 +74,7 @@ def test_crch_shift_scales_an_easy_negative_by_exp_minus_shift():
     y_hat = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     without, _, _ = crch_loss(u, u.clone(), y_hat, shift=0.0)
     with_shift, _, _ = crch_loss(u, u.clone(), y_hat, shift=1.0)
-    assert close(with_shift / without, math.exp(-1.0))
+    assert_close(with_shift / without, math.exp(-1.0))
 
 
 def test_crch_hardness_masks_carry_no_gradient():
@@ -89,7 +92,9 @@ def test_crch_hardness_masks_carry_no_gradient():
         negatives = (y_hat @ y_hat.T == 0).float()
     reference = (negatives * (torch.exp(S - easy12) + torch.exp(S - easy21))).sum() / 25
     ref_u, ref_v = torch.autograd.grad(reference, (u, v))
-    assert close(l_neg, reference) and close(grad_u, ref_u) and close(grad_v, ref_v)
+    assert_close(l_neg, reference)
+    assert_close(grad_u, ref_u)
+    assert_close(grad_v, ref_v)
 
 
 # ---------------------------------------------------------------- quantisation and classification
@@ -98,20 +103,20 @@ def test_crch_hardness_masks_carry_no_gradient():
 def test_quantisation_is_zero_for_binary_codes_and_lower_for_equal_magnitudes():
     L = 4
     binary = torch.tensor([[1.0, -1.0, 1.0, 1.0]])
-    assert close(quantisation_loss(binary, binary), 0.0)
+    assert_close(quantisation_loss(binary, binary), 0.0)
     equal = binary / math.sqrt(L)
     peaked = torch.nn.functional.normalize(torch.tensor([[0.97, -0.1, 0.1, 0.2]]), dim=1)
-    assert close(quantisation_loss(equal, equal), 2 * (1 - 1 / math.sqrt(L)))
+    assert_close(quantisation_loss(equal, equal), 2 * (1 - 1 / math.sqrt(L)))
     assert quantisation_loss(equal, equal) < quantisation_loss(peaked, peaked)
 
 
 def test_classification_loss_against_soft_confidences_by_hand():
     # logits 0 → p = 1/2; BCE(1/2, P) = log 2 for any target P
     zeros = torch.zeros(2, 3)
-    assert close(classification_losses(zeros, zeros, torch.tensor([[1.0, 0.3, 0.0], [0.5, 0.5, 1.0]])).mean(), math.log(2))
+    assert_close(classification_losses(zeros, zeros, torch.tensor([[1.0, 0.3, 0.0], [0.5, 0.5, 1.0]])).mean(), math.log(2))
     # logit log 3 → p = 3/4; target 0.5: −½ log ¾ − ½ log ¼
     logit = torch.full((1, 1), math.log(3))
-    assert close(classification_losses(logit, logit, torch.tensor([[0.5]])), -0.5 * math.log(0.75) - 0.5 * math.log(0.25))
+    assert_close(classification_losses(logit, logit, torch.tensor([[0.5]])), [-0.5 * math.log(0.75) - 0.5 * math.log(0.25)])
 
 
 # ---------------------------------------------------------------- confidence EMA
@@ -128,7 +133,7 @@ def test_ema_confidence_by_hand_and_zero_outside_the_candidates():
     p_u, p_v = torch.tensor([[0.2, 0.8, 0.9]]), torch.tensor([[0.4, 0.2, 0.9]])
     y = torch.tensor([[1.0, 1.0, 0.0]])
     updated = ema_confidence(confidence, p_u, p_v, y, momentum=0.9)
-    assert close(updated, [[0.9 * 1.0 + 0.1 * 0.3, 0.9 * 0.6 + 0.1 * 0.5, 0.0]])
+    assert_close(updated, [[0.9 * 1.0 + 0.1 * 0.3, 0.9 * 0.6 + 0.1 * 0.5, 0.0]])
     assert updated[0, 2].item() == 0.0
 
 
@@ -145,18 +150,18 @@ def test_neighbours_sharing_one_confidence_row_give_that_row_and_self_is_exclude
     confidence = torch.tensor([[0.1, 0.1], [0.8, 0.3], [0.8, 0.3], [0.5, 0.5]])  # self differs from its neighbours
     y = torch.ones(4, 2)
     full = neighbour_confidence(confidence, y, U, U.clone(), k=2, lam=1.0)
-    assert close(full[0], [0.8, 0.3])  # q_0 = P_1 = P_2 (weights sum to 1), self not used
+    assert_close(full[0], [0.8, 0.3])  # q_0 = P_1 = P_2 (weights sum to 1), self not used
     half = neighbour_confidence(confidence, y, U, U.clone(), k=2, lam=0.2)
-    assert close(half[0], 0.2 * torch.tensor([0.8, 0.3]) + 0.8 * confidence[0])
+    assert_close(half[0], 0.2 * torch.tensor([0.8, 0.3]) + 0.8 * confidence[0])
 
 
 def test_neighbour_step_identity_cases():
     U = codes([1, 0.1], [1, 0.2], [0.3, 1], [-1, 0.1])
     confidence = torch.tensor([[0.9, 0.4], [0.7, 0.0], [0.2, 0.6], [0.5, 0.5]])
     y = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    assert close(neighbour_confidence(confidence, y, U, U, k=2, lam=0.0), confidence)  # λ = 0: identity
+    assert_close(neighbour_confidence(confidence, y, U, U, k=2, lam=0.0), confidence)  # λ = 0: identity
     y_partial = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    assert close(neighbour_confidence(confidence, y_partial, U, U, k=0, lam=0.2), confidence * y_partial)  # k = 0: P ⊙ ỹ
+    assert_close(neighbour_confidence(confidence, y_partial, U, U, k=0, lam=0.2), confidence * y_partial)  # k = 0: P ⊙ ỹ
 
 
 def test_neighbour_step_matches_a_dense_argsort_computation():
@@ -173,12 +178,12 @@ def test_neighbour_step_matches_a_dense_argsort_computation():
         top = torch.argsort(A[j], descending=True)[:k]
         s = A[j, top] / (A[j, top].sum() + 1e-8)  # signed weights, not clamped
         expected[j] = lam * ((s[:, None] * confidence[top]).sum(0) * y[j]) + (1 - lam) * confidence[j]
-    assert close(neighbour_confidence(confidence, y, U, V, k, lam), expected)
+    assert_close(neighbour_confidence(confidence, y, U, V, k, lam), expected)
 
 
 def test_class_thresholds_are_the_means_of_the_nonzero_confidences():
     confidence = torch.tensor([[0.9, 0.0, 0.0], [0.3, 0.4, 0.0], [0.0, 0.8, 0.0]])
-    assert close(class_thresholds(confidence), [0.6, 0.6, 0.0])  # a column without positives gives 0
+    assert_close(class_thresholds(confidence), [0.6, 0.6, 0.0])  # a column without positives gives 0
 
 
 # ---------------------------------------------------------------- method
@@ -230,8 +235,8 @@ def test_a_step_trains_on_the_old_confidence_then_updates_it():
         u, v = method.nets["image"](train.image), method.nets["text"](train.text)
         logits_u, logits_v = method.heads["image"](u), method.heads["text"](v)
     terms = method._step(train, idx, momentum=0.9, ctx=context())
-    assert close(terms["cls"], classification_losses(logits_u, logits_v, before).mean())
-    assert close(method.confidence, ema_confidence(before, torch.sigmoid(logits_u), torch.sigmoid(logits_v), train.labels, 0.9))
+    assert_close(terms["cls"], classification_losses(logits_u, logits_v, before).mean())
+    assert_close(method.confidence, ema_confidence(before, torch.sigmoid(logits_u), torch.sigmoid(logits_v), train.labels, 0.9))
 
 
 def test_a_few_epochs_reduce_the_loss_and_reconstruct_after_the_warm_up():
