@@ -413,7 +413,7 @@ def tune(
     from cmh_bench.runner import run_grid
     from cmh_bench.suites import grid_from_options
     from cmh_bench.validation import validate_grid
-    from cmh_bench.tune import check_tuning_grid, grid_points, point_grid, score_point, write_tuned_profile
+    from cmh_bench.tune import check_tuning_grid, extension_factor, grid_points, point_grid, score_point, write_tuned_profile
 
     executor = make_executor("local", jobs)
     plugins = tuple(str(p.resolve()) for p in plugin)
@@ -427,15 +427,22 @@ def tune(
     )
     check_tuning_grid(base)
     entry = get_method(method)
-    points = grid_points(entry, _split_list(epochs, "epochs", int))
-    grids = [point_grid(point, base) for point in points]
-    for grid in grids:  # every grid point's input is checked before any cell runs
-        validate_grid(grid, results)
-    for point, grid in zip(points, grids):
-        console.print("grid point: " + ", ".join(f"{k}={v:g}" for k, v in point.items()))
-        with ConsoleRunObserver(console) as observer:
-            run_grid(grid, results, executor, force=force, observer=observer)
-    scored = [score_point(grid, results) for grid in grids]
+    budgets = _split_list(epochs, "epochs", int)
+    points = grid_points(entry, budgets)
+    for point in points:  # every grid point's input is checked before any cell runs
+        validate_grid(point_grid(point, base), results)
+    scored: list[dict] = []
+    while len(scored) < len(points):
+        for point in points[len(scored):]:
+            console.print("grid point: " + ", ".join(f"{k}={v:g}" for k, v in point.items()))
+            grid = point_grid(point, base)
+            with ConsoleRunObserver(console) as observer:
+                run_grid(grid, results, executor, force=force, observer=observer)
+            scored.append(score_point(grid, results))
+        factor = extension_factor(entry, points, scored)
+        if factor is not None:
+            console.print(f"the best point is at an edge of the grid: adding lr factor {factor:g}")
+            points += grid_points(entry, budgets, (factor,))
     command = " ".join(["cmh-bench tune", method, f"--datasets {','.join(base.datasets)}", f"--noise {','.join(base.noise)}",
                         f"--rates {','.join(f'{r:g}' for r in base.rates)}", f"--bits {','.join(map(str, base.bits))}",
                         f"--seeds {','.join(map(str, base.seeds))}", f"--epochs {epochs}", f"--profile {profile}",

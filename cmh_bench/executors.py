@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Iterable, Iterator, Protocol
 
@@ -80,15 +81,32 @@ class InProcessExecutor:
             yield cell, execute_cell(cell, lambda done, total, cell=cell: on_epoch(cell, done, total))
 
 
-def _pool_worker(cell: Cell, messages) -> dict:
-    return execute_cell(cell, lambda done, total: messages.put((cell, done, total)))
+_progress_messages = None  # a pool worker's queue to the driver's progress relay, set by _start_worker
 
 
-def _claim_gpu(gpu_slots) -> None:
-    """Pool initializer: take this worker's ``CUDA_VISIBLE_DEVICES`` (see ``device.pool_gpu_assignment``)."""
+def _pool_worker(cell: Cell) -> dict:
+    return execute_cell(cell, lambda done, total: _progress_messages.put((cell, done, total)))
+
+
+def _start_worker(gpu_slots, messages, driver_pid: int) -> None:
+    """Pool initializer: take this worker's ``CUDA_VISIBLE_DEVICES`` (see ``device.pool_gpu_assignment``),
+    keep the progress queue, and watch the driver, so that a worker never outlives it
+    (see :func:`_exit_with_driver`)."""
+    global _progress_messages
     gpu = gpu_slots.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    _progress_messages = messages
+    threading.Thread(target=_exit_with_driver, args=(driver_pid,), daemon=True).start()
+
+
+def _exit_with_driver(driver_pid: int, poll_seconds: float = 1.0) -> None:
+    """End this worker process once its parent is no longer the driver: a driver killed by SIGTERM or
+    SIGKILL cannot stop its pool, and an orphaned worker would finish (or hang after) its cell for
+    nobody, holding a core and its memory. The driver writes every record, so nothing is lost."""
+    while os.getppid() == driver_pid:
+        time.sleep(poll_seconds)
+    os._exit(1)
 
 
 def driver_gpu_ids() -> list[str]:
@@ -123,20 +141,19 @@ class ProcessPoolExecutorBackend:
         from cmh_bench.device import pool_gpu_assignment
 
         context = multiprocessing.get_context("spawn")
-        with context.Manager() as manager:
-            gpu_slots = manager.Queue()
-            for gpu in pool_gpu_assignment(driver_gpu_ids(), self.jobs):
-                gpu_slots.put(gpu)
-            with ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_claim_gpu, initargs=(gpu_slots,)) as pool:
-                yield from self._run(pool, manager, cells, on_epoch)
+        gpu_slots, messages = context.Queue(), context.Queue()  # plain queues: no manager process to outlive the driver
+        for gpu in pool_gpu_assignment(driver_gpu_ids(), self.jobs):
+            gpu_slots.put(gpu)
+        with ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_start_worker,
+                                 initargs=(gpu_slots, messages, os.getpid())) as pool:
+            yield from self._run(pool, messages, cells, on_epoch)
 
-    def _run(self, pool, manager, cells: Iterable[Cell], on_epoch: EpochFn) -> Iterator[tuple[Cell, dict]]:
-        messages = manager.Queue()
+    def _run(self, pool, messages, cells: Iterable[Cell], on_epoch: EpochFn) -> Iterator[tuple[Cell, dict]]:
         stop = threading.Event()
         relay = threading.Thread(target=_relay, args=(messages, on_epoch, stop), daemon=True)
         relay.start()
         try:
-            futures = {pool.submit(_pool_worker, cell, messages): cell for cell in cells}
+            futures = {pool.submit(_pool_worker, cell): cell for cell in cells}
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for future in done:

@@ -102,12 +102,11 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
     test_parts = {part: _encode_input(getattr(data, part), device, uses_clean) for part in ("query", "database")}
     validation = None
     if len(val_queries):
-        # a label-free method is not selected by noisy labels either: its rule "val" is its final epoch (below)
-        noisy_rule = {} if label_free else {"val": (noisy.labels[val_queries], noisy.labels[val_database])}
         validation = ValidationPart(
             query=_encode_input(data.train, device, uses_clean, val_queries),
             database=_encode_input(data.train, device, uses_clean, val_database),
-            labels={**noisy_rule, "val-clean": (data.train.labels[val_queries], data.train.labels[val_database])},
+            labels={"val": (noisy.labels[val_queries], noisy.labels[val_database]),
+                    "val-clean": (data.train.labels[val_queries], data.train.labels[val_database])},
         )
     selection = Selection(test_parts, (data.query.labels, data.database.labels), validation)
     method = method_cls(hp, cell.bits, train.image.shape[1], train.text.shape[1], data.train.labels.shape[1])
@@ -145,7 +144,10 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
             epochs[-1].update(final)
 
     if label_free and validation is not None:
-        selection.chosen["val"] = selection.chosen["final"]
+        # a label-free method is not selected by labels: its rule "val" is its final epoch, scored (for
+        # `cmh-bench tune` alone) by the noisy-validation MAP there
+        final = selection.chosen["final"]
+        selection.chosen["val"] = Chosen(final.epoch, epochs[-1].get("val_map") if epochs else None, final.codes)
     selections, histograms = _selected_metrics(selection.chosen, data)
     ranked = "val" if "val" in selections else "final"
     weights, entries = scored(method.sample_weights()), scored(method.entry_scores())

@@ -24,8 +24,9 @@ V held-out items and a (V/2 × V/2) ranking.
 
 Each rule keeps the test codes of its best epoch (the earliest on ties); ``final`` is the last
 evaluated epoch, which is the last epoch trained. A label-free method (``uses_labels = False``) is not
-selected by noisy labels either: the harness gives it no ``val`` labels and records its final epoch as
-its ``val`` selection, so its row stays independent of the noise rate and model.
+selected by noisy labels either: the harness records its final epoch as its ``val`` selection, so its
+codes and test metrics stay independent of the noise rate and model; that selection's score (and the
+epochs' ``val_map``) is the noisy-validation MAP, which ``cmh-bench tune`` scores it by, as every method.
 """
 
 from __future__ import annotations

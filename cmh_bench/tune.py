@@ -3,7 +3,11 @@
 The grid is the same for every method: each learning rate of the method (every float
 hyper-parameter named ``lr``, ``lr_*`` or ``*_lr``, scaled together) at ``LR_FACTORS`` × its
 published value, crossed with the epoch budgets (default ``DEFAULT_EPOCHS``, the same for every
-method). Each grid point is one run grid (datasets × noise × rates × bits × seeds) at the profile's
+method). When the best point lies at an edge of the factors tried (the smallest or the largest),
+the grid extends one more factor of 4 beyond that edge, at most ``MAX_EXTENSIONS`` times
+(:func:`extension_factor`): a published lr meant for another number of steps or another width
+would otherwise decide the ranking, not the method. The rule is the same for every method; the
+points each one ran are all in its provenance. Each grid point is one run grid (datasets × noise × rates × bits × seeds) at the profile's
 other values; its score is the mean, over its cells, of the noisy-validation MAP at the epoch rule
 ``val`` selected (the record's ``selections.val.score``). No test-query metric and no clean label is
 read. The best point (ties: the earlier in grid order, which starts at the published lr) is written
@@ -28,6 +32,8 @@ from cmh_bench.record import existing_record, git_revision
 from cmh_bench.grid import Grid
 
 LR_FACTORS = (1.0, 0.25, 4.0)  # published value first: it wins ties
+EXTENSION_STEP = 4.0
+MAX_EXTENSIONS = 2  # so factors range over 1/64 .. 64 at most
 DEFAULT_EPOCHS = (50,)
 RULE = "val"
 _LEARNING_RATE = re.compile(r"^(lr|lr_.+|.+_lr)$")
@@ -39,8 +45,9 @@ def learning_rate_fields(hparams_cls: type) -> list[str]:
             if _LEARNING_RATE.match(f.name) and isinstance(getattr(hparams_cls(), f.name), float)]
 
 
-def grid_points(entry, epochs: tuple[int, ...] = DEFAULT_EPOCHS) -> list[dict]:
-    """The tuning grid of registered method ``entry``: {hyper-parameter: value} per point, in grid order."""
+def grid_points(entry, epochs: tuple[int, ...] = DEFAULT_EPOCHS, factors: tuple[float, ...] = LR_FACTORS) -> list[dict]:
+    """The tuning grid of registered method ``entry`` at the given lr factors: {hyper-parameter: value}
+    per point, in grid order (factors outer, epoch budgets inner)."""
     cls = entry.load()
     if cls.Hparams is None or "epochs" not in {f.name for f in dataclasses.fields(cls.Hparams)}:
         raise UserError(f"method {entry.name!r} has no epochs hyper-parameter to budget; tune trains epoch-based methods")
@@ -51,7 +58,37 @@ def grid_points(entry, epochs: tuple[int, ...] = DEFAULT_EPOCHS) -> list[dict]:
         raise UserError(f"--epochs {','.join(map(str, epochs))}: give one or more positive epoch budgets")
     published = cls.Hparams()
     return [{**{name: getattr(published, name) * factor for name in rates}, "epochs": budget}
-            for factor, budget in itertools.product(LR_FACTORS, epochs)]
+            for factor, budget in itertools.product(factors, epochs)]
+
+
+def lr_factor(entry, point: dict) -> float:
+    """The factor of a grid point's learning rates over the published values (all scaled together)."""
+    name = learning_rate_fields(entry.load().Hparams)[0]
+    return point[name] / getattr(entry.load().Hparams(), name)
+
+
+def best_point(scored: list[dict]) -> int | None:
+    """Index of the best grid point: the highest score among points whose cells all finished (ties: the
+    earliest); None if none did."""
+    candidates = [(s["score"], -i) for i, s in enumerate(scored) if s["score"] is not None and not s["failed"]]
+    return -max(candidates)[1] if candidates else None
+
+
+def extension_factor(entry, points: list[dict], scored: list[dict]) -> float | None:
+    """The lr factor to add to the grid: a quarter of the smallest factor tried if the best point has it,
+    4× the largest if the best point has that, while fewer than MAX_EXTENSIONS factors were added; else None."""
+    best = best_point(scored)
+    if best is None:
+        return None
+    factors = sorted({round(lr_factor(entry, p), 12) for p in points})
+    if len(factors) >= len(LR_FACTORS) + MAX_EXTENSIONS:
+        return None
+    chosen = round(lr_factor(entry, points[best]), 12)
+    if chosen == factors[0]:
+        return factors[0] / EXTENSION_STEP
+    if chosen == factors[-1]:
+        return factors[-1] * EXTENSION_STEP
+    return None
 
 
 def point_grid(point: dict, base: Grid) -> Grid:
@@ -85,10 +122,10 @@ def score_point(grid: Grid, results_dir: Path) -> dict:
 
 def write_tuned_profile(entry, base: Grid, points: list[dict], scored: list[dict], command: str) -> Path:
     """Choose the best-scoring point and write it with its provenance to the method's tuned profile file."""
-    candidates = [(s["score"], -i) for i, s in enumerate(scored) if s["score"] is not None and not s["failed"]]
-    if not candidates:
+    best = best_point(scored)
+    if best is None:
         raise UserError(f"no grid point of {entry.name} finished all its cells with a validation score; see the failed cells above")
-    chosen = points[-max(candidates)[1]]
+    chosen = points[best]
     options = base.cell_options
     published = entry.load().Hparams()
     provenance = {
@@ -96,7 +133,9 @@ def write_tuned_profile(entry, base: Grid, points: list[dict], scored: list[dict
         "command": command,
         "rule": "the grid point with the highest mean, over its cells, of the noisy-validation MAP at the epoch selected "
                 "by rule val; no test query and no clean label is read",
-        "grid": {"lr_factors": list(LR_FACTORS), "published": {k: getattr(published, k) for k in chosen if k != "epochs"},
+        "grid": {"lr_factors": sorted({round(lr_factor(entry, p), 12) for p in points}),
+                 "extension": f"beyond an edge winner, one more factor of {EXTENSION_STEP:g}, at most {MAX_EXTENSIONS} times",
+                 "published": {k: getattr(published, k) for k in chosen if k != "epochs"},
                  "epochs": sorted({p["epochs"] for p in points})},
         "cells": {"datasets": list(base.datasets), "noise": list(base.noise), "rates": list(base.rates),
                   "bits": list(base.bits), "seeds": list(base.seeds), "val_fraction": options.get("val_fraction"),

@@ -99,15 +99,16 @@ class DJSRH(TwoNetHashing):
     non-negative (signed Doc2Vec text uses cos as is; the choice is made once, in setup); m = the
     actual batch size; sign(0) = +1.
 
-    Quick profile (provisional until ``cmh-bench tune`` regenerates it): text width 512 instead of
-    4096 and 30 epochs instead of 80 (so α reaches √30 instead of √80); every mechanism on.
+    Quick profile: text width 512 instead of 4096; lr and epochs from ``cmh-bench tune`` (methods/profiles/quick/djsrh.yaml, with its provenance), the
+    rule every method is tuned by
+    (scored by the noisy-validation MAP of its final epoch, like every label-free row); every mechanism on.
     """
 
     version = "1"
     paper = DJSRH_PAPER
     family = "djsrh"
     Hparams = DJSRHHparams
-    quick = {"hidden": 512, "epochs": 30}
+    quick = {"hidden": 512}
     uses_labels = False
 
     def setup(self, train: TrainSet, ctx: RunContext) -> None:

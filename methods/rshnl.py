@@ -218,22 +218,16 @@ class RSHNL(TwoNetHashing):
     During the warm-up the weights are computed the same way (what NSH would assign) but not
     applied, so the weight AUC has a curve from epoch 0; before the first epoch: None.
 
-    Quick profile (CPU): hidden width 512 instead of 4096 and 30 epochs instead of 150; all else
-    as published (lr 1e-4, batch 256, warm-up 5, so NSH weights 25 of the 30 epochs). Measured on
-    this 2-core machine, one thread, 32 bits, pair-swap, seed 0 (synth-flickr: 2,500 training
-    items, 1,024/346-d; synth-coco: 2,000 items, 819/60-d): 5.3–9.5 s CPU per cell (wall 8–15 s
-    with other jobs sharing the cores). MAP at 512 wide (synth-flickr 0.5) plateaus by epoch 30:
-    .812 (10), .829 (20), .831 (30), .829 (40), .825 (50), .824 (60). 1024 wide and 20 epochs
-    gives the same MAP (.829 vs .832 at 0.2, .829 vs .830 at 0.8) at 2–3× the time. NSH's effect
-    (warm-up 30 = NSH off, at 0.5): synth-flickr .831 on vs .820 off; synth-coco .645 on vs .658
-    off, since at C = 80 NSH gives most samples weight ≈ 0 (mean .08), as explained above.
+    Quick profile (CPU): hidden width 512 instead of 4096; lr and epochs from ``cmh-bench tune`` (methods/profiles/quick/rshnl.yaml, with its provenance), the
+    rule every method is tuned by
+    (``center_lr`` scaled with ``lr``); all else as published (batch 256, warm-up 5).
     """
 
     version = "1"
     paper = RSHNL_PAPER
     family = "rshnl"
     Hparams = RSHNLHparams
-    quick = {"hidden": 512, "epochs": 30}
+    quick = {"hidden": 512}
     weights: torch.Tensor | None = None  # NSH weights of the latest epoch
 
     def setup(self, train: TrainSet, ctx: RunContext) -> None:

@@ -238,35 +238,17 @@ class SCBCH(TwoNetHashing):
     - the model is selected by the harness on the noisy validation part (rule ``val``), not at the
       authors' best epoch on the test queries (recorded as the flagged ``best-on-test`` selection).
 
-    Quick profile (``quick``, CPU): hidden width 512 instead of 8192 and lr 4e-4 instead of 1e-4;
-    everything else as published (50 epochs, batch 128, warm-up 5, k = 20, α/β, per-dataset m/μ).
-    Why the lr: the stand-ins' train splits at their default scale (2,000–2,500 items) are 4–5×
-    smaller than the real ones, so 50 epochs are ~1,000 Adam steps instead of ~4,000, and the
-    memorisation of noisy labels that CSCC exists to counter (specs/scbch.md) has not started by
-    then; 4e-4 is 1e-4 times that step ratio (set from the ratio, not searched). Measured with
-    the harness on synth-flickr, pair-swap 0.8, 32 bits (MAP in points, mean of seeds 0–1,
-    test-query MAP every 5 epochs):
-
-    - lr 1e-4, width 512: MAP still rising at epoch 50 (79.1 at epoch 10, 80.3 at 50); scbch and
-      scbch-no-cscc equal (80.27 vs 80.26; gap within ±0.1 at every epoch); weight AUC ≈ 0.80.
-    - lr 4e-4, width 512 (chosen): MAP peaks at epochs 15–20 (83.4) and falls to 81.8 at epoch 50
-      as the nets memorise; scbch and no-cscc are equal until epoch 30 (|gap| ≤ 0.1) and scbch is
-      ahead from epoch 35 on (+0.21, +0.25, +0.23, +0.26 at 35/40/45/50); over seeds 0–3 the final
-      MAP is 81.79 vs 81.45. Weight AUC 0.81–0.85 after warm-up.
-    - width 1024 costs 2.5× the time of 512 (50 epochs of training: 41 s vs 17 s, one thread).
-
-    One quick cell (32 bits, ten MAP evaluations) takes 14 s on synth-flickr (2,500 train items,
-    1,024-d images), 17 s on synth-iapr, 11 s on synth-nus and 10 s on synth-coco, with torch on
-    one thread of this 2-core machine while it was shared (load ≈ 3.4); scbch-no-cscc 10.5 s.
-    The lr scaling assumes that scale: a real 10k-item training set under the quick profile takes
-    4× the steps per epoch, on top of the 4× lr.
+    Quick profile (``quick``, CPU): hidden width 512 instead of 8192 (1024 costs 2.5× the time of 512);
+    lr and epochs from ``cmh-bench tune`` (methods/profiles/quick/scbch.yaml, with its provenance), the
+    rule every method is tuned by; everything else as published (batch 128, warm-up 5, k = 20,
+    α/β, per-dataset m/μ).
     """
 
     version = "1"
     paper = "Peng et al., SCBCH, arXiv 2511.07780 (AAAI 2026)"
     family = "scbch"
     Hparams = SCBCHHparams
-    quick = {"hidden": 512, "lr": 4e-4}
+    quick = {"hidden": 512}
 
     def setup(self, train: TrainSet, ctx: RunContext) -> None:
         """Networks, classifier heads and the two Adam optimisers (fused where the device supports it)."""

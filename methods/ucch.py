@@ -135,10 +135,10 @@ class UCCH(TwoNetHashing):
     validation labels; log-softmax instead of softmax-then-log; sign(0) = +1; negatives drawn with
     replacement from N_train rows, so K > N works.
 
-    Quick profile (provisional until ``cmh-bench tune`` regenerates it): width 512 instead of
-    8192 and K = 256 instead of 4096 (the spec's §1.9); epochs as published (20), not the spec's 2,
-    since 2 epochs are 18 optimiser steps on a 2,500-item stand-in and 20 cost about 25 s a cell on
-    one CPU thread; every mechanism on.
+    Quick profile: width 512 instead of 8192 and K = 256 negatives instead of 4096 (the spec's §1.9);
+    lr and epochs from ``cmh-bench tune`` (methods/profiles/quick/ucch.yaml, with its provenance), the
+    rule every method is tuned by (scored by the noisy-validation MAP of its final
+    epoch, like every label-free row); every mechanism on.
     """
 
     version = "1"

@@ -12,6 +12,8 @@ from cmh_bench.cell import Cell
 from cmh_bench.harness import run_cell
 from cmh_bench.method import RunContext, TrainSet, resolve_hparams
 from cmh_bench.methods import NRCH_PAPER
+from cmh_bench.profiles import hparams_for
+from cmh_bench.registry import get_method
 from cmh_bench.methods.nrch import (
     GMM_SETTINGS,
     NRCH,
@@ -179,7 +181,7 @@ def test_a_few_epochs_reduce_the_loss_and_dns_starts_after_the_warm_up():
 
 def test_a_quick_toy_cell_through_the_harness():
     rec = run_cell(Cell(dataset="toy", method="nrch", bits=16, rate=0.5, profile="quick", hparams=(("epochs", "3"),), threads=1))
-    assert rec["status"] == "ok" and rec["method"]["hparams"]["lr"] == NRCH.quick["lr"]
+    assert rec["status"] == "ok" and rec["method"]["hparams"]["lr"] == hparams_for(get_method("nrch"), "quick", {}, {}).lr
     for term in ("loss", "rch"):
         assert rec["epochs"][-1][term] < rec["epochs"][0][term], term
     assert rec["noise_detection"]["weight_auc"] is not None

@@ -11,6 +11,7 @@ import sys
 import time
 import weakref
 from pathlib import Path
+import pytest
 
 
 from cmh_bench.cell import Cell
@@ -97,6 +98,52 @@ def test_killing_the_runner_loses_no_finished_cell_and_duplicates_none(tmp_path)
     final = list(results.rglob("*.json"))
     assert len(final) == 6
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in survivors.items())  # finished cells not redone
+
+
+def _children(pid: int) -> set[int]:
+    """The pids of the live processes whose parent is ``pid`` (from /proc)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.add(int(stat.parent.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process parents from /proc")
+def test_a_killed_driver_leaves_no_pool_worker_running(tmp_path):
+    """SIGTERM to the driver alone (a scheduler's timeout, `kill PID`): its pool workers exit too instead
+    of running on as orphans; the finished cells stay, and a rerun completes the grid."""
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "cmh_bench", "run", "--plugin", PLUGIN, "--methods", "slow-random",
+               "--datasets", "toy", "--rates", "0.2,0.5,0.8", "--bits", "16", "--seeds", "0,1",
+               "--profile", "quick", "--jobs", "2", "--results", str(results)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.monotonic() + 120
+    while not results.exists() or not list(results.rglob("*.json")):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    workers = _children(process.pid)
+    assert len(workers) >= 2  # the two pool workers (and the manager)
+    process.send_signal(signal.SIGTERM)
+    process.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if _alive(pid)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=os.environ.copy())
+    assert len(list(results.rglob("*.json"))) == 6
 
 
 def test_evaluation_does_not_change_the_cells_torch_threads(tmp_path):

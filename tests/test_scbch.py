@@ -33,6 +33,8 @@ from cmh_bench.methods.scbch import (
     soft_labels,
 )
 from cmh_bench.noise import inject_noise
+from cmh_bench.profiles import tuned_values
+from cmh_bench.registry import get_method
 from cmh_bench.synthetic import generate
 
 T = torch.tensor
@@ -356,7 +358,8 @@ def test_run_cell_hands_the_card_margin_and_shift_to_the_loss(monkeypatch):
     rec = run_cell(Cell(dataset="toy", method="scbch-one-way", bits=16, profile="quick",
                         hparams=(("epochs", "1"), ("hidden", "16")), threads=1))
     hp = rec["method"]["hparams"]
-    assert (hp["margin"], hp["shift"], hp["bidirectional"], hp["lr"]) == (0.15, 0.8, False, 4e-4)  # card, card, variant, profile
+    tuned_lr = tuned_values(get_method("scbch-one-way"), "quick").get("lr", SCBCHHparams().lr)
+    assert (hp["margin"], hp["shift"], hp["bidirectional"], hp["lr"]) == (0.15, 0.8, False, tuned_lr)  # card, card, variant, tuned profile
     assert seen and set(seen) == {(0.15, 0.8)}
 
 
@@ -493,7 +496,7 @@ def test_ablation_switches():
 def test_run_cell_on_toy():
     """run_cell on toy: status ok, MAP in [0, 1], the warm-up loss drops, a weight AUC is recorded after warm-up."""
     rec = run_cell(Cell(dataset="toy", method="scbch", bits=16, rate=0.5, seed=0, profile="quick",
-                        hparams=(("epochs", "8"), ("hidden", "64")), threads=1))
+                        hparams=(("epochs", "8"), ("hidden", "64"), ("lr", "4e-4")), threads=1))
     assert rec["status"] == "ok" and 0.0 <= rec["selections"]["val"]["metrics"]["mean"]["map"] <= 1.0
     # epochs 0..4 are the warm-up (unweighted loss): measured drop 0.11 by epoch 4; with lr 0 it is below 0.02
     assert rec["method"]["hparams"]["warmup_epochs"] == 5

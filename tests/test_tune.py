@@ -13,7 +13,7 @@ from cmh_bench.cli import main
 from cmh_bench.errors import UserError
 from cmh_bench.profiles import hparams_for, profile_path, tuned_values
 from cmh_bench.registry import get_method, load_plugin_file
-from cmh_bench.tune import LR_FACTORS, grid_points, learning_rate_fields
+from cmh_bench.tune import LR_FACTORS, extension_factor, grid_points, learning_rate_fields
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "linear_hashing.py"
 
@@ -56,13 +56,15 @@ def test_tune_writes_the_profile_that_quick_reads(plugin, tmp_path, capsys):
     assert path == plugin.parent / "profiles" / "quick" / f"{name}.yaml" and path.is_file()
     document = yaml.safe_load(path.read_text())
     scores = document["provenance"]["scores"]
-    assert [s["values"]["lr"] for s in scores] == pytest.approx([1e-3 * f for f in LR_FACTORS])
+    lrs = [s["values"]["lr"] for s in scores]
+    assert lrs[:3] == pytest.approx([1e-3 * f for f in LR_FACTORS]) and len(lrs) <= 5  # plus edge extensions
+    assert document["provenance"]["grid"]["lr_factors"] == pytest.approx(sorted(lr / 1e-3 for lr in lrs))
     assert all(s["cells"] == 1 and s["failed"] == 0 for s in scores)
     best = max(scores, key=lambda s: s["score"])
     assert document["values"] == best["values"] and document["provenance"]["cells"]["datasets"] == ["toy"]
     # the chosen score is the val rule's score of the tuning records, nothing else
     records = sorted((tmp_path / "tuning").rglob("seed0.json"))
-    assert len(records) == 3
+    assert len(records) == len(lrs)  # one record per grid point (one cell each)
     import json
 
     val_scores = sorted(json.loads(r.read_text())["selections"]["val"]["score"] for r in records)
@@ -97,3 +99,21 @@ def test_tune_refuses_what_it_cannot_tune(plugin, capsys):
     plugin, name = plugin
     assert main(["tune", name, "--plugin", str(plugin), "--datasets", "toy", "--val-fraction", "0"]) == 2
     assert "--val-fraction above 0" in capsys.readouterr().err
+
+
+def test_the_grid_extends_beyond_an_edge_winner_at_most_twice():
+    entry = get_method("rshnl")
+    points = grid_points(entry)  # factors 1, 1/4, 4
+
+    def scored(best_factor_index: int, n: int) -> list[dict]:
+        return [{"score": 0.9 if i == best_factor_index else 0.5, "cells": 2, "failed": 0} for i in range(n)]
+
+    assert extension_factor(entry, points, scored(0, 3)) is None  # the published lr wins: inside the grid
+    assert extension_factor(entry, points, scored(2, 3)) == pytest.approx(16.0)  # 4x wins: try 16x
+    assert extension_factor(entry, points, scored(1, 3)) == pytest.approx(1 / 16)
+    wider = points + grid_points(entry, factors=(16.0,))
+    assert extension_factor(entry, wider, scored(3, 4)) == pytest.approx(64.0)
+    widest = wider + grid_points(entry, factors=(64.0,))
+    assert extension_factor(entry, widest, scored(4, 5)) is None  # two extensions at most
+    failed = [{"score": None, "cells": 0, "failed": 2}] * 3
+    assert extension_factor(entry, points, failed) is None
