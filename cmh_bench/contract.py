@@ -4,7 +4,8 @@ Checks: codes are +-1 with the right shape; two runs with the same seeds give id
 every logged loss term is finite; the method trained on noisy labels (plus its default clean meta
 set, for a method that declares one; unless it is an opted-in upper bound, or a label-free method,
 which is handed no labels and whose codes must then be the same at another noise rate); sample
-weights, if any, have one finite value per training sample.
+weights, if any, have one finite value per training sample, and entry scores, if any, one per
+training label entry.
 """
 
 from __future__ import annotations
@@ -51,8 +52,12 @@ def check_method(name: str, plugins: tuple[str, ...] = (), bits: int = 16) -> li
         other = run_cell_with_codes(replace(cell, rate=0.2))
         same_codes = all(np.array_equal(codes[k], getattr(other.codes, k)) for k in codes)
         rows.append(("label-free: codes independent of the noise rate", same_codes, "pair-swap 0.5 vs 0.2, same seeds"))
-    detection = first.get("noise_detection")
-    if detection is not None:
+    detection = first.get("noise_detection") or {}
+    if "clean" in detection:
         total = sum(detection["clean"]) + sum(detection["corrupted"])
         rows.append(("one sample weight per training item", total == sizes["train"], f"{total} weights, {sizes['train']} items"))
+    if "entry_shape" in detection:
+        n_rows, n_classes = detection["entry_shape"]
+        rows.append(("one entry score per training label entry", n_rows == sizes["train"],
+                     f"{n_rows} x {n_classes} scores, {sizes['train']} items"))
     return rows

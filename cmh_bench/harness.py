@@ -5,7 +5,7 @@ It owns everything a method must not reimplement: loading the dataset, injecting
 none: its TrainSet raises on ``labels``), seeding (noise seed and training seed are
 separate), choosing the device and moving the data there once, mixed precision where the device
 supports it, calling ``fit``, encoding queries and database, evaluation, noise-detection scoring
-of the method's sample weights, wall time and peak memory, and the record (cmh_bench.record).
+of the method's sample weights and entry scores, wall time and peak memory, and the record (cmh_bench.record).
 
 Validation and model selection: a seeded share of the training items (``validation_fraction``,
 default 10 %; cmh_bench.splits.validation_split) is held out of training, with the cell's noisy
@@ -46,13 +46,21 @@ ProgressFn = Callable[[int, int], None]  # (epochs done, epochs total)
 
 
 def weight_auc(weights: np.ndarray, corrupted: np.ndarray) -> float | None:
-    """ROC-AUC of sample weights for separating clean (positive) from corrupted samples; None if one class is empty."""
+    """ROC-AUC of reliability scores for separating clean (positive) from corrupted items (samples, or
+    label entries for ``entry_auc``); None if one class is empty."""
     from sklearn.metrics import roc_auc_score
 
     clean = ~corrupted
     if clean.all() or corrupted.all():
         return None
     return float(roc_auc_score(clean, weights))
+
+
+def entry_auc(scores: np.ndarray, noisy: np.ndarray, clean: np.ndarray) -> float | None:
+    """Per-entry detection AUC: :func:`weight_auc` of the entry scores (N × C) over the noisy positive entries
+    (ỹ_jk = 1), true positives (y_jk = 1) positive vs added ones (y_jk = 0); None if one kind is absent."""
+    candidates = noisy.astype(bool)
+    return weight_auc(scores[candidates], ~clean.astype(bool)[candidates])
 
 
 def run_cell(cell: Cell, progress: ProgressFn | None = None) -> dict:
@@ -83,6 +91,7 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
     uses_clean = method_cls.uses_clean_labels or entry.role == "upper-bound"
     train_labels = data.train.labels if uses_clean else noisy.labels
     corrupted = noisy.corrupted[fit]
+    noisy_fit, clean_fit = noisy.labels[fit], data.train.labels[fit]
     label_free = not method_cls.uses_labels
 
     if cell.threads:
@@ -112,17 +121,18 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
 
     epochs: list[dict] = []
 
-    def scored_weights() -> np.ndarray | None:
-        """The method's sample weights to score against the corrupted flags; None if it has none or
-        trained on clean labels (there is no corruption to detect then)."""
-        weights = None if uses_clean else method.sample_weights()
-        return None if weights is None else weights.detach().float().cpu().numpy()
+    def scored(scores: torch.Tensor | None) -> np.ndarray | None:
+        """A method's reliability scores (sample weights or entry scores) to score against the noise; None
+        if it has none or trained on clean labels (there is no corruption to detect then)."""
+        return None if uses_clean or scores is None else scores.detach().float().cpu().numpy()
 
     def on_epoch_end(epoch: int, terms: dict) -> None:
         row = {"epoch": epoch, **{k: float(v) for k, v in terms.items()}}
-        weights = scored_weights()
+        weights, entries = scored(method.sample_weights()), scored(method.entry_scores())
         if weights is not None:
             row["weight_auc"] = weight_auc(weights, corrupted)
+        if entries is not None:
+            row["entry_auc"] = entry_auc(entries, noisy_fit, clean_fit)
         if (cell.val_every and (epoch + 1) % cell.val_every == 0) or epoch + 1 == method.epochs:
             row.update(selection.evaluate_epoch(method, epoch))
         epochs.append(row)
@@ -148,8 +158,9 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
         selection.chosen["val"] = Chosen(final.epoch, epochs[-1].get("val_map") if epochs else None, final.codes)
     selections, histograms = _selected_metrics(selection.chosen, data)
     ranked = "val" if "val" in selections else "final"
-    weights = scored_weights()
-    detection = None if weights is None else _detection_summary(weights, corrupted)
+    weights, entries = scored(method.sample_weights()), scored(method.entry_scores())
+    detection = {**({} if weights is None else _detection_summary(weights, corrupted)),
+                 **({} if entries is None else _entry_summary(entries, noisy_fit, clean_fit))} or None
 
     record = build_record(
         cell=cell,
@@ -204,6 +215,20 @@ def _encode_input(part, device: torch.device, with_labels: bool, rows: np.ndarra
         text=_to_device(take(part.text), device),
         clean_labels=_to_device(take(part.labels), device) if with_labels else None,
     )
+
+
+def _entry_summary(scores: np.ndarray, noisy: np.ndarray, clean: np.ndarray) -> dict:
+    """Final entry-score AUC (true vs added positives among the noisy positive entries), the shape of the
+    scores, and the number and mean score of the true and the added positive entries."""
+    candidates = noisy.astype(bool)
+    true, added = candidates & clean.astype(bool), candidates & ~clean.astype(bool)
+    return {
+        "entry_auc": entry_auc(scores, noisy, clean),
+        "entry_shape": list(scores.shape),
+        "entries_true": int(true.sum()), "entries_added": int(added.sum()),
+        "mean_true_entry": float(scores[true].mean()) if true.any() else None,
+        "mean_added_entry": float(scores[added].mean()) if added.any() else None,
+    }
 
 
 def _detection_summary(weights: np.ndarray, corrupted: np.ndarray, bins: int = 20) -> dict:

@@ -11,9 +11,10 @@ Subclass :class:`HashingMethod` and implement, for an epoch-based method,
 - ``train_epoch(epoch, train, ctx) -> dict[str, float]``: one pass; returns the epoch's mean loss terms,
 - ``encode(x, modality) -> Tensor``: +-1 codes of shape (n, bits),
 
-and optionally ``sample_weights()`` (per-sample reliability, so the harness can score noise
-detection). A method that learns from a small clean meta set declares its default size in
-``clean_meta_default`` and finds the set in ``train.meta`` (cmh_bench.metaset). The base class's ``fit`` runs the epochs and reports each one to the context. A method
+and optionally ``sample_weights()`` (per-sample reliability) and ``entry_scores()`` (per
+(sample, class) reliability), so the harness can score noise detection. A method that learns from
+a small clean meta set declares its default size in ``clean_meta_default`` and finds the set in
+``train.meta`` (cmh_bench.metaset). The base class's ``fit`` runs the epochs and reports each one to the context. A method
 that does not train by epochs overrides ``fit`` instead.
 
 Hyper-parameters are a dataclass whose defaults are the published ("paper") values; the class
@@ -163,6 +164,12 @@ class HashingMethod:
     def sample_weights(self) -> torch.Tensor | None:
         """Per-training-sample reliability (higher = more likely clean), or None; the harness scores it
         against the noise draw's corrupted flags (weight AUC) unless the method trained on clean labels."""
+        return None
+
+    def entry_scores(self) -> torch.Tensor | None:
+        """Per-(training sample, class) reliability of the label entries, N × C (higher = more likely a true
+        label, e.g. NACD's confidence P), or None; the harness scores it over the noisy positive entries,
+        true vs added positives (entry AUC), unless the method trained on clean labels."""
         return None
 
     def modules(self) -> list[torch.nn.Module]:

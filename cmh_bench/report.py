@@ -637,19 +637,33 @@ def _points(stats: pd.DataFrame, meta: pd.DataFrame, order: list[str]) -> pd.Dat
     return points.sort_values(["position", "bits", "rate"])[["entry", "group", "bits", "rate", "mean", "std"]]
 
 
+DETECTION_SCORES = (  # (record column, key the noise_detection of such a method holds, heading, table caption)
+    ("weight_auc", "edges", "sample weights",
+     "Weight AUC (final sample weights; clean samples positive), pooled over seeds and code lengths,"),
+    ("entry_auc", "entry_shape", "label-entry scores",
+     "Entry AUC (final per-entry scores over the noisy positive label entries; true labels positive, added ones "
+     "negative), pooled over seeds and code lengths,"),
+)
+
+
 def _detection_section(records: pd.DataFrame, meta: pd.DataFrame, name: str, slug: str, out: Output) -> list[str]:
-    """Noise detection by the methods' sample weights: mean weight AUC per entry × rate, and the weight
-    histograms of clean vs corrupted samples at each entry's highest rate. Empty without such records."""
+    """Noise detection by the methods' reliability scores: mean weight AUC (sample weights) and entry AUC
+    (per-entry scores) per entry × rate, and the weight histograms of clean vs corrupted samples at each
+    entry's highest rate. Empty without such records."""
     detected = records[(records.status == "ok") & records.noise_detection.notna()]
     if detected.empty:
         return []
-    stats = aggregate(records[records.entry.isin(detected.entry)], "weight_auc", columns=("rate",)).droplevel(TABLE_KEYS)
-    parts = ["#### Noise detection by sample weights"]
-    if stats["n"].any():  # no AUC when a run had no clean or no corrupted sample
-        parts.append(markdown_table(build_table(
-            name, "Weight AUC (final sample weights; clean samples positive), pooled over seeds and code lengths,",
-            stats, meta, rank=False, unit="run")))
-    for entry, part in detected.groupby("entry", sort=True):
+    headings, tables, by_score = [], [], {}
+    for column, key, heading, caption in DETECTION_SCORES:
+        by_score[key] = scored = detected[[key in detection for detection in detected.noise_detection]]
+        if scored.empty:
+            continue
+        headings.append(heading)
+        stats = aggregate(records[records.entry.isin(scored.entry)], column, columns=("rate",)).droplevel(TABLE_KEYS)
+        if stats["n"].any():  # no AUC when a run had no clean or no corrupted item
+            tables.append(markdown_table(build_table(name, caption, stats, meta, rank=False, unit="run")))
+    parts = [f"#### Noise detection by {' and '.join(headings)}", *tables]
+    for entry, part in by_score["edges"].groupby("entry", sort=True):
         top = part[part.rate == part.rate.max()].sort_values(["bits", "seed"]).drop_duplicates("bits")
         title = f"{entry}: sample weights at {percent(top.rate.iloc[0])} noise, {name}"
         parts.append(out.plot(_slug(slug, entry, "weights"), title,

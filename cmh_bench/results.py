@@ -44,7 +44,7 @@ def load(results_dir: Path, rank_by: str = "val") -> pd.DataFrame:
     and the selected epoch; None where the record lacks the rule); lacks (rules without metrics);
     selection (the rule shown in the tables: ``ranking_rule`` of the frame, else the record's only rule),
     group (the table row group: ranked, label-free, optimistic, reference or upper-bound); map, map_i2t, map_t2i (tie-aware MAP@all of the shown
-    rule: mean of the directions, I2T, T2I); weight_auc; train_seconds, total_seconds;
+    rule: mean of the directions, I2T, T2I); weight_auc, entry_auc; train_seconds, total_seconds;
     noise_version, noise_file (the given noise file, "" for none); split_preset, sizes, dataset_sha256;
     the environment (``ENVIRONMENT_KEYS``);
     error ("Type: message" of failed records); and the raw epochs (list of dicts) and
@@ -126,7 +126,7 @@ def _record_row(path: Path, record: dict) -> dict:
         **{f"map@{rule}": _selected_map(record, rule, "mean") for rule in SELECTIONS},
         **{f"epoch@{rule}": selections.get(rule, {}).get("epoch") for rule in SELECTIONS},
         "lacks": tuple(record.get("lacks", ())) if record["status"] == "ok" else (),
-        "weight_auc": (detection or {}).get("weight_auc"),
+        "weight_auc": (detection or {}).get("weight_auc"), "entry_auc": (detection or {}).get("entry_auc"),
         "train_seconds": record.get("seconds", {}).get("train"), "total_seconds": record.get("seconds", {}).get("total"),
         "noise_version": record.get("noise", {}).get("version"), "noise_file": record.get("noise", {}).get("file") or "",
         "split_preset": dataset.get("split"), "sizes": dataset.get("sizes"), "dataset_sha256": dataset.get("sha256"),

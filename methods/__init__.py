@@ -12,6 +12,7 @@ SCBCH_PAPER = "Peng et al., SCBCH, arXiv 2511.07780 (AAAI 2026)"
 DCMH_PAPER = "Jiang & Li, DCMH, CVPR 2017"
 RSHNL_PAPER = "Pu et al., RSHNL, AAAI 2025 (arXiv 2501.01699)"
 NRCH_PAPER = "Wang et al., NRCH, ACM MM 2024 (doi 10.1145/3664647.3680564)"
+NACD_PAPER = "Su et al., NACD, NeurIPS 2025 (OpenReview Bi1udlTjMb)"
 UCCH_PAPER = "Hu et al., UCCH, IEEE TPAMI 2023 (doi 10.1109/TPAMI.2022.3177356)"
 DJSRH_PAPER = "Su et al., DJSRH, ICCV 2019 (doi 10.1109/ICCV.2019.00312)"
 DGCPN_PAPER = "Yu et al., DGCPN, AAAI 2021 (doi 10.1609/aaai.v35i5.16592)"
@@ -38,6 +39,7 @@ BUILTIN_METHODS = (
     ("nrch", "nrch:NRCH", "1", NRCH_PAPER, "method", {}, "robust contrastive hashing + dynamic noise separator (GMM)"),
     ("mgsh", "mgsh:MGSH", "1", MGSH_PAPER, "method", {}, "small-loss selection + meta-similarity sample weights; needs a clean meta set (+meta-N)"),
     ("rfcmh", "rfcmh:RFCMH", "1", RFCMH_PAPER, "method", {}, "fuzzy admissibility reliability weights + q-contrastive + NRCH LSE (multi-label adaptation)"),
+    ("nacd", "nacd:NACD", "1", NACD_PAPER, "method", {}, "label-entry confidence from the model and its neighbours + class-aware robust contrastive hashing (redundant labels)"),
     ("ucch", "ucch:UCCH", "1", UCCH_PAPER, "label-free", {}, "label-free reference: contrastive hashing against binary memory keys + cross-modal ranking"),
     ("djsrh", "djsrh:DJSRH", "1", DJSRH_PAPER, "label-free", {}, "label-free reference: codes reconstruct a per-batch joint-semantics feature affinity"),
     ("dgcpn", "dgcpn:DGCPN", "1", DGCPN_PAPER, "label-free", {}, "label-free reference: codes reconstruct a graph-neighbour coherence target"),

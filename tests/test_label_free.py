@@ -109,9 +109,9 @@ def test_nacd_rows_are_reported_under_a_redundant_table_of_a_real_dataset(record
     text = (tmp_path / "out" / "README.md").read_text()
     assert "### mirflickr · redundant" in text
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if "(reported) [1]" in line}
-    assert set(rows) == {f"{m} (reported) [1]" for m in ("dgcpn", "djsrh", "nrch", "rshnl", "ucch")}
+    assert set(rows) == {f"{m} (reported) [1]" for m in ("dgcpn", "djsrh", "nacd", "nrch", "rshnl", "ucch")}
     assert rows["ucch (reported) [1]"].endswith(" .710 |") and rows["dgcpn (reported) [1]"].endswith(" .692 |")  # NACD Table 1, Flickr
-    assert "[1] dgcpn, djsrh, nrch, rshnl, ucch as published: Neighbor-aware Contrastive Disambiguation" in text
+    assert "[1] dgcpn, djsrh, nacd, nrch, rshnl, ucch as published: Neighbor-aware Contrastive Disambiguation" in text
 
 
 def test_a_label_free_role_on_a_class_that_reads_labels_is_refused_up_front():

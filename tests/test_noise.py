@@ -170,7 +170,7 @@ def test_resample_keeps_cardinality_and_draws_uniform_sets(mirflickr):
     assert np.all(np.abs(per_class - expected) < 5 * math.sqrt(expected))
 
 
-@pytest.mark.parametrize("rate", [0.5, 1.0, 1.5, 2.5])
+@pytest.mark.parametrize("rate", [0.5, 1.0, 1.5, 2.0, 2.5])  # NACD's rates 1.0 / 1.5 / 2.0 / 2.5 accepted
 def test_redundant_adds_rounded_share_of_extra_labels(mirflickr, rate):
     n_classes = mirflickr.shape[1]
     cardinality = mirflickr.sum(1).astype(int)
@@ -200,6 +200,34 @@ def test_redundant_records_its_realised_rate_as_added_per_true():
 def test_redundant_fills_a_row_when_its_negatives_run_out():
     clean = np.array([[1, 1, 0, 0]], dtype=np.uint8)
     assert run("redundant", clean, 2.5).labels.tolist() == [[1, 1, 1, 1]]  # m = 5 > the 2 negatives
+
+
+def authors_redundant(clean: np.ndarray, rate: float, draws: np.ndarray) -> np.ndarray:
+    """NACD's generator as its code does it (specs/recent-noisy.md): m = round-half-even(r·k) capped at C
+    (not C − k), the positives' draws set to 0, and the m classes with the largest draws set to 1."""
+    noisy = clean.copy()
+    for i, row in enumerate(clean):
+        k = int(row.sum())
+        if k == 0:
+            continue
+        m = min(int(np.round(rate * k)), clean.shape[1])
+        keys = np.where(row == 1, 0.0, draws[i])  # a draw of exactly 0 has probability 2^-53
+        noisy[i, np.argsort(-keys, kind="stable")[:m]] = 1
+    return noisy
+
+
+@pytest.mark.parametrize("rate", [1.0, 1.5, 2.0, 2.5])
+def test_redundant_equals_the_authors_cap_at_c_on_the_same_draws(mirflickr, rate):
+    """The authors' cap at C instead of C − k gives exactly our label sets on the same uniform draws: for
+    m ≤ C − k both take the m negatives with the largest draws, and for m > C − k their top-m takes every
+    negative (then positives, already 1), as our cap at C − k does. So the cap quirk changes no label
+    and there is nothing to put behind a switch."""
+    draws = noise._generator("redundant", 0).random(mirflickr.shape)  # the stream run(..., seed=0) draws its keys from
+    ours = run("redundant", mirflickr, rate).labels
+    assert np.array_equal(ours, authors_redundant(mirflickr, rate, draws))
+    cardinality = mirflickr.sum(1)
+    capped = np.round(rate * cardinality) > mirflickr.shape[1] - cardinality  # rows where the caps differ
+    assert capped.any() and ours[capped].all()  # MIRFlickr has such rows at every rate (1 at r = 1, 1,977 at 2.5)
 
 
 def test_rates_above_one_only_for_redundant():

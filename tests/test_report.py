@@ -421,3 +421,21 @@ def test_rank_by_final_on_request(rendered, tmp_path):
     assert rows["scbch"][0] == "**.690 ± .010**"  # the final epoch's MAP: .02 below val's (SHIFTS)
     with pytest.raises(UserError, match="cannot rank by 'val-clean'"):
         load(rendered["results"], rank_by="val-clean")
+
+
+def test_entry_auc_of_per_entry_scores_in_its_own_detection_table(tmp_path):
+    """A method with per-entry scores (NACD's confidence) gets an entry-AUC table beside the weight-AUC one."""
+    for seed in (0, 1):
+        cell = Cell(dataset="mirflickr", method="scbch", bits=32, rate=0.5, seed=seed, profile="quick")
+        write(tmp_path / "results", cell, make_record(cell, 0.7, 0.72, detection=detection(0.5, seed)))
+        cell = Cell(dataset="mirflickr", method="nacd", bits=32, rate=0.5, seed=seed, profile="quick")
+        entry_detection = {"entry_auc": 0.8 + seed / 10, "entry_shape": [450, 24], "entries_true": 900, "entries_added": 450}
+        write(tmp_path / "results", cell, make_record(cell, 0.7, 0.72, detection=entry_detection))
+    render_report(tmp_path / "results", tmp_path / "out")
+    text = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "#### Noise detection by sample weights and label-entry scores" in text
+    _, weights = table_after(text, "#### Noise detection")
+    _, entries = table_after(text, "Entry AUC")
+    assert list(weights) == ["scbch"] and list(entries) == ["nacd"]
+    assert entries["nacd"][0] == f"{0.85:.3f} ± {np.std([0.8, 0.9], ddof=1):.3f}".replace("0.", ".")
+    assert "scbch-weights.png" in text and "nacd-weights.png" not in text  # histograms only of sample weights
