@@ -19,7 +19,8 @@ from cmh_bench.harness import run_cell
 from cmh_bench.metaset import META_SEED, draw_meta, meta_summary
 from cmh_bench.noise import inject_noise
 from cmh_bench.registry import get_method, load_plugin_file
-from cmh_bench.report import load_records, render_report
+from cmh_bench.report import render_report
+from cmh_bench.results import load
 from cmh_bench.runner import run_grid
 from cmh_bench.splits import validation_split
 
@@ -94,7 +95,7 @@ def test_report_puts_meta_rows_in_their_own_group(reader, tmp_path):
     grid = Grid(methods=("meta-reader", "random-codes"), datasets=("toy",), rates=(0.5,), bits=(16,),
                 cell_options={"plugins": (READER,), "val_every": 0})
     run_grid(grid, tmp_path / "results", InProcessExecutor())
-    groups = load_records(tmp_path / "results").set_index("method").group.to_dict()
+    groups = load(tmp_path / "results").set_index("method").group.to_dict()
     assert groups == {"meta-reader": "clean-meta", "random-codes": "reference"}
     render_report(tmp_path / "results", tmp_path / "board")
     text = (tmp_path / "board" / "README.md").read_text()
