@@ -399,7 +399,28 @@ def render_markdown(frame: pd.DataFrame, published: pd.DataFrame, out: Output) -
     parts = [_header(frame), _protocol(frame)]
     parts += [_profile_section(profile, precision, records, published, out)
               for (profile, precision), records in frame.groupby(["profile", "precision"], sort=True)]
+    parts += _published_section(published, set(frame.dataset))
     return "\n\n".join(parts) + "\n"
+
+
+def _published_section(published: pd.DataFrame, measured: set[str]) -> list[str]:
+    """The published numbers of the datasets without a record here (e.g. the real benchmarks while only the
+    stand-ins were run): one table per (dataset, noise), never ranked; empty when every reported dataset was measured."""
+    unmeasured = published[~published.dataset.isin(measured)]
+    if unmeasured.empty:
+        return []
+    parts = ["## Published numbers (no measured counterpart here)",
+             "What the papers report on datasets this run has no records of, as published (their protocol: the "
+             "authors' split, noise draw and model selection, usually the best epoch on the test queries); for "
+             "comparison of orders only, never ranked, and not comparable number for number with the stand-ins."]
+    for (dataset, noise), part in unmeasured.groupby(["dataset", "noise"], sort=True):
+        keys = sorted({(round(rate, 6), int(bits)) for rate, bits in zip(part.rate, part.bits)})
+        rows, notes = _reported_rows(part, keys)
+        columns = [f"{percent(rate)} · {bits} bit" for rate, bits in keys]
+        table = Table(f"{dataset} · {noise} (published)", "Mean of I2T and T2I MAP as published at noise rate · code length.",
+                      columns, rows, notes)
+        parts += [f"### {dataset} · {noise} (published)", markdown_table(table)]
+    return parts
 
 
 def _header(frame: pd.DataFrame) -> str:

@@ -305,7 +305,11 @@ def test_reported_rows_match_dataset_noise_and_columns(rendered):
     _, rows = mean_table(rendered)
     assert rows["scbch (reported) [1]"] == [".800", "—", ".720", ".700"]
     assert "[1] scbch as published: Peng et al., AAAI 2026. Their protocol: best epoch on the test queries." in rendered["markdown"]
-    assert "nrch (reported)" not in rendered["markdown"]  # coco: no table
+    measured, published = rendered["markdown"].split("## Published numbers (no measured counterpart here)")
+    assert "nrch (reported)" not in measured  # coco was not measured: no table of its own there
+    _, coco = table_after(published, "### coco · pair-swap (published)")
+    assert [label for label in coco if not label.startswith("*")] == ["nrch (reported) [1]"] and coco["nrch (reported) [1]"] == [".660"]
+    assert "mirflickr" not in published  # a measured dataset's numbers stay in its own tables
 
 
 def test_per_direction_tables_in_details(rendered):
