@@ -61,7 +61,10 @@ def cell_hparams(cell):
     from cmh_bench.registry import get_method
 
     entry = get_method(cell.method)
-    family = entry.load().family
-    card = find_card(cell.dataset)
-    card_overrides = card.overrides_for(family) if card is not None and family else {}
-    return hparams_for(entry, cell.profile, card_overrides, dict(cell.hparams))
+    return hparams_for(entry, cell.profile, card_overrides(cell.dataset, entry.load().family), dict(cell.hparams))
+
+
+def card_overrides(dataset: str, family: str) -> dict:
+    """The hyper-parameter overrides the dataset's card sets for a method family (none without a card or family)."""
+    card = find_card(dataset)
+    return card.overrides_for(family) if card is not None and family else {}

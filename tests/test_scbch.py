@@ -13,7 +13,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from cmh_bench import harness
+from cmh_bench import profiles
 from cmh_bench.cell import Cell
 from cmh_bench.errors import UserError
 from cmh_bench.harness import run_cell
@@ -338,14 +338,14 @@ def test_hparams_are_the_published_defaults_and_variants_resolve():
 ])
 def test_dataset_card_sets_margin_and_shift(dataset, margin, shift):
     """The harness's card layer fed to resolve_hparams (as run_cell does) gives each dataset the spec's m and μ."""
-    hp = resolve_hparams(SCBCH, "quick", harness._card_overrides(dataset, SCBCH.family), {}, {})
+    hp = resolve_hparams(SCBCH, "quick", profiles.card_overrides(dataset, SCBCH.family), {}, {})
     assert (hp.margin, hp.shift) == pytest.approx((margin, shift), abs=1e-12)
 
 
 def test_run_cell_hands_the_card_margin_and_shift_to_the_loss(monkeypatch):
     """run_cell on toy, its card lookup redirected to synth-flickr's, calls bsch_loss with m = 0.15, μ = 0.8 only."""
-    card_overrides = harness._card_overrides
-    monkeypatch.setattr(harness, "_card_overrides",
+    card_overrides = profiles.card_overrides
+    monkeypatch.setattr(profiles, "card_overrides",
                         lambda dataset, family: card_overrides("synth-flickr" if dataset == "toy" else dataset, family))
     module, seen = sys.modules[SCBCH.__module__], []
     real_bsch = module.bsch_loss
