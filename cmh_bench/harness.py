@@ -22,7 +22,6 @@ fits on (seeded, cmh_bench.metaset.draw_meta) with their clean labels; its other
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from typing import Callable
 
 import numpy as np
@@ -36,7 +35,7 @@ from cmh_bench.device import check_precision, resolve_device
 from cmh_bench.metaset import LABELS_USED as META_LABELS_USED, MetaSet, check_meta_size, draw_meta, meta_summary
 from cmh_bench.method import EncodeInput, HashingMethod, LabelFreeTrainSet, RunContext, TrainSet
 from cmh_bench.noise import inject_noise, get_noise_model
-from cmh_bench.profiles import cell_hparams
+from cmh_bench.profiles import cell_hparams, recorded_hparams
 from cmh_bench.record import CellOutcome, build_record, peak_memory
 from cmh_bench.registry import get_method, load_plugin_file
 from cmh_bench.selection import Chosen, Selection, ValidationPart, as_retrieval, evaluate_keeping_threads
@@ -166,7 +165,7 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
         cell=cell,
         entry=entry,
         method_version=str(method_cls.version),
-        hparams=asdict(hp) if hp is not None else {},
+        hparams=recorded_hparams(hp),
         labels_used="none" if label_free else "clean" if uses_clean else META_LABELS_USED if meta_positions is not None else "noisy",
         dataset=data,
         validation={"fraction": fraction, "seed": VALIDATION_SEED, "size": len(val_queries) + len(val_database),

@@ -16,6 +16,7 @@ cell runs.
 from __future__ import annotations
 
 import importlib
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
@@ -62,6 +63,11 @@ def cell_hparams(cell):
 
     entry = get_method(cell.method)
     return hparams_for(entry, cell.profile, card_overrides(cell.dataset, entry.load().family), dict(cell.hparams))
+
+
+def recorded_hparams(hp) -> dict:
+    """The hyper-parameters as a record stores them: the dataclass as a dict ({} for a method without any)."""
+    return asdict(hp) if hp is not None else {}
 
 
 def card_overrides(dataset: str, family: str) -> dict:

@@ -8,14 +8,14 @@ retries failed ones and duplicates nothing. ``force`` redoes every cell of the g
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from cmh_bench.cell import Cell
 from cmh_bench.grid import Grid
 from cmh_bench.executors import Executor
-from cmh_bench.profiles import cell_hparams
+from cmh_bench.profiles import cell_hparams, recorded_hparams
 from cmh_bench.record import existing_record, is_complete, write_record
 
 
@@ -44,8 +44,7 @@ def pending_cells(cells: list[Cell], results_dir: Path, force: bool = False) -> 
 
 def resolved_hparams(cell: Cell) -> dict:
     """The cell's resolved hyper-parameters as its record stores them ({} for a method without any)."""
-    hp = cell_hparams(cell)
-    return asdict(hp) if hp is not None else {}
+    return recorded_hparams(cell_hparams(cell))
 
 
 class RunObserver(Protocol):

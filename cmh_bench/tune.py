@@ -62,9 +62,15 @@ def grid_points(entry, epochs: tuple[int, ...] = DEFAULT_EPOCHS, factors: tuple[
 
 
 def lr_factor(entry, point: dict) -> float:
-    """The factor of a grid point's learning rates over the published values (all scaled together)."""
+    """The factor of a grid point's learning rates over the published values (all scaled together),
+    rounded to 12 digits so that equal factors compare equal."""
     name = learning_rate_fields(entry.load().Hparams)[0]
-    return point[name] / getattr(entry.load().Hparams(), name)
+    return round(point[name] / getattr(entry.load().Hparams(), name), 12)
+
+
+def tried_factors(entry, points: list[dict]) -> list[float]:
+    """The distinct lr factors of the grid points, ascending."""
+    return sorted({lr_factor(entry, p) for p in points})
 
 
 def best_point(scored: list[dict]) -> int | None:
@@ -80,10 +86,10 @@ def extension_factor(entry, points: list[dict], scored: list[dict]) -> float | N
     best = best_point(scored)
     if best is None:
         return None
-    factors = sorted({round(lr_factor(entry, p), 12) for p in points})
+    factors = tried_factors(entry, points)
     if len(factors) >= len(LR_FACTORS) + MAX_EXTENSIONS:
         return None
-    chosen = round(lr_factor(entry, points[best]), 12)
+    chosen = lr_factor(entry, points[best])
     if chosen == factors[0]:
         return factors[0] / EXTENSION_STEP
     if chosen == factors[-1]:
@@ -133,7 +139,7 @@ def write_tuned_profile(entry, base: Grid, points: list[dict], scored: list[dict
         "command": command,
         "rule": "the grid point with the highest mean, over its cells, of the noisy-validation MAP at the epoch selected "
                 "by rule val; no test query and no clean label is read",
-        "grid": {"lr_factors": sorted({round(lr_factor(entry, p), 12) for p in points}),
+        "grid": {"lr_factors": tried_factors(entry, points),
                  "extension": f"beyond an edge winner, one more factor of {EXTENSION_STEP:g}, at most {MAX_EXTENSIONS} times",
                  "published": {k: getattr(published, k) for k in chosen if k != "epochs"},
                  "epochs": sorted({p["epochs"] for p in points})},
