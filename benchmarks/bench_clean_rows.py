@@ -23,7 +23,7 @@ from cmh_bench.catalog import ensure_dataset
 from cmh_bench.cell import Cell
 from cmh_bench.dataset import load_split
 from cmh_bench.harness import run_cell
-from cmh_bench.metrics import evaluate
+from cmh_bench.metrics import Retrieval, evaluate
 
 STAND_INS = "synth-flickr,synth-nus,synth-coco,synth-iapr"
 RIDGE_ALPHAS = np.logspace(-2, 4, 13)
@@ -39,8 +39,8 @@ def ridge_map(dataset: str, bits: int, seed: int) -> float:
         model = RidgeCV(alphas=RIDGE_ALPHAS).fit(getattr(data.train, modality).astype(np.float64), targets)
         for part in ("query", "database"):
             codes[part, modality] = np.where(model.predict(getattr(getattr(data, part), modality).astype(np.float64)) >= 0, 1, -1).astype(np.int8)
-    result = evaluate(codes["query", "image"], codes["query", "text"], codes["database", "image"], codes["database", "text"],
-                      data.query.labels, data.database.labels)
+    result = evaluate(Retrieval(codes["query", "image"], codes["query", "text"], codes["database", "image"],
+                                codes["database", "text"], data.query.labels, data.database.labels))
     return result["mean"]["map"]
 
 
