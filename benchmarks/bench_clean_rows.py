@@ -45,9 +45,9 @@ def ridge_map(dataset: str, bits: int, seed: int) -> float:
 
 
 def harness_map(dataset: str, method: str, bits: int, seed: int, profile: str) -> float:
-    """Mean MAP of ``method`` trained on clean labels (noise rate 0) through the harness."""
+    """Mean MAP of ``method`` trained on clean labels (noise rate 0) through the harness, at the epoch of rule val."""
     record = run_cell(Cell(dataset=dataset, method=method, bits=bits, rate=0.0, seed=seed, profile=profile, threads=1))
-    return record["metrics"]["mean"]["map"]
+    return record["selections"]["val"]["metrics"]["mean"]["map"]
 
 
 def main() -> None:
