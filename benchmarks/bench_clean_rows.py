@@ -12,7 +12,6 @@ a ridge regression on clean labels and the label oracle (mean of I2T and T2I tie
 
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import torch
@@ -24,8 +23,8 @@ from cmh_bench.cell import Cell
 from cmh_bench.dataset import load_split
 from cmh_bench.harness import run_cell
 from cmh_bench.metrics import Retrieval, evaluate
+from stand_in_options import stand_in_parser  # benchmarks/: the options the stand-in scripts share
 
-STAND_INS = "synth-flickr,synth-nus,synth-coco,synth-iapr"
 RIDGE_ALPHAS = np.logspace(-2, 4, 13)
 
 
@@ -51,11 +50,7 @@ def harness_map(dataset: str, method: str, bits: int, seed: int, profile: str) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", default=STAND_INS)
-    parser.add_argument("--bits", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--profile", default="quick")
+    parser = stand_in_parser(__doc__.split("\n")[0])
     args = parser.parse_args()
     rows = []
     for dataset in args.datasets.split(","):

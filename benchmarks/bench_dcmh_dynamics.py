@@ -25,7 +25,6 @@ scale, not a setting of the method.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import numpy as np
@@ -40,8 +39,8 @@ from cmh_bench.method import RunContext, TrainSet
 from cmh_bench.metrics import Retrieval, evaluate
 from cmh_bench.profiles import cell_hparams
 from cmh_bench.methods.dcmh import DCMH
+from stand_in_options import stand_in_parser  # benchmarks/: the options the stand-in scripts share
 
-STAND_INS = "synth-flickr,synth-nus,synth-coco,synth-iapr"
 
 
 def as_tensor(array: np.ndarray, scale: float = 1.0) -> torch.Tensor:
@@ -88,11 +87,7 @@ def dynamics_row(dataset: str, hp, bits: int, seed: int, text_scale: float) -> l
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", default=STAND_INS)
-    parser.add_argument("--bits", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--profile", default="quick")
+    parser = stand_in_parser(__doc__.split("\n")[0])
     parser.add_argument("--lr-factor", type=float, default=1.0, help="scales both ends of the profile's lr schedule")
     parser.add_argument("--epochs", type=int, help="default: the profile's")
     parser.add_argument("--batch-size", type=int, help="default: the profile's")
