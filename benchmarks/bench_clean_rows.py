@@ -12,18 +12,14 @@ a ridge regression on clean labels and the label oracle (mean of I2T and T2I tie
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from sklearn.linear_model import RidgeCV
 from tabulate import tabulate
 
 from cmh_bench.catalog import ensure_dataset
-from cmh_bench.cell import Cell
 from cmh_bench.dataset import load_split
-from cmh_bench.harness import run_cell
-from cmh_bench.metrics import Retrieval, evaluate
-from stand_in_options import stand_in_parser  # benchmarks/: the options the stand-in scripts share
+from stand_ins import codes_map, harness_map, stand_in_parser  # benchmarks/: what the stand-in scripts share
 
 RIDGE_ALPHAS = np.logspace(-2, 4, 13)
 
@@ -38,15 +34,7 @@ def ridge_map(dataset: str, bits: int, seed: int) -> float:
         model = RidgeCV(alphas=RIDGE_ALPHAS).fit(getattr(data.train, modality).astype(np.float64), targets)
         for part in ("query", "database"):
             codes[part, modality] = np.where(model.predict(getattr(getattr(data, part), modality).astype(np.float64)) >= 0, 1, -1).astype(np.int8)
-    result = evaluate(Retrieval(codes["query", "image"], codes["query", "text"], codes["database", "image"],
-                                codes["database", "text"], data.query.labels, data.database.labels))
-    return result["mean"]["map"]
-
-
-def harness_map(dataset: str, method: str, bits: int, seed: int, profile: str) -> float:
-    """Mean MAP of ``method`` trained on clean labels (noise rate 0) through the harness, at the epoch of rule val."""
-    record = run_cell(Cell(dataset=dataset, method=method, bits=bits, rate=0.0, seed=seed, profile=profile, threads=1))
-    return record["selections"]["val"]["metrics"]["mean"]["map"]
+    return codes_map(codes, data)
 
 
 def main() -> None:

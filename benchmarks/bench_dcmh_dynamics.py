@@ -14,7 +14,7 @@ with clean labels and prints, per stand-in:
   (1: every text item has the same output, i.e. the text net ignores its input);
 - "peak loss / first": the largest epoch loss of each net over its epoch-0 loss (>> 1: the
   balance term blew up);
-- MAP of the final codes on the test queries, and the floor's.
+- MAP of the final codes on the test queries, and the floor's (the ``floor-constant`` row through the harness).
 
 ``--text-scale S`` multiplies the text features (training and test alike): a diagnostic of the input
 scale, not a setting of the method.
@@ -36,11 +36,9 @@ from cmh_bench.catalog import ensure_dataset
 from cmh_bench.cell import Cell
 from cmh_bench.dataset import load_split
 from cmh_bench.method import RunContext, TrainSet
-from cmh_bench.metrics import Retrieval, evaluate
-from cmh_bench.profiles import cell_hparams
 from cmh_bench.methods.dcmh import DCMH
-from stand_in_options import stand_in_parser  # benchmarks/: the options the stand-in scripts share
-
+from cmh_bench.profiles import cell_hparams
+from stand_ins import codes_map, harness_map, stand_in_parser  # benchmarks/: what the stand-in scripts share
 
 
 def as_tensor(array: np.ndarray, scale: float = 1.0) -> torch.Tensor:
@@ -50,17 +48,9 @@ def as_tensor(array: np.ndarray, scale: float = 1.0) -> torch.Tensor:
 def test_map(method: DCMH, data, text_scale: float) -> float:
     """Mean of I2T and T2I tie-aware MAP of the method's codes on the test queries against the database."""
     with torch.no_grad():
-        code = {(part, modality): method.encode(as_tensor(getattr(getattr(data, part), modality), text_scale if modality == "text" else 1.0), modality).numpy()
-                for part in ("query", "database") for modality in ("image", "text")}
-    return evaluate(Retrieval(code["query", "image"], code["query", "text"], code["database", "image"],
-                              code["database", "text"], data.query.labels, data.database.labels))["mean"]["map"]
-
-
-def floor_map(data) -> float:
-    """MAP of all-equal codes (the floor-constant row)."""
-    ones = lambda rows: np.ones((rows, 8), dtype=np.int8)  # noqa: E731
-    q, d = len(data.query.labels), len(data.database.labels)
-    return evaluate(Retrieval(ones(q), ones(q), ones(d), ones(d), data.query.labels, data.database.labels))["mean"]["map"]
+        codes = {(part, modality): method.encode(as_tensor(getattr(getattr(data, part), modality), text_scale if modality == "text" else 1.0), modality).numpy()
+                 for part in ("query", "database") for modality in ("image", "text")}
+    return codes_map(codes, data)
 
 
 def dynamics_row(dataset: str, hp, bits: int, seed: int, text_scale: float) -> list:
@@ -83,7 +73,7 @@ def dynamics_row(dataset: str, hp, bits: int, seed: int, text_scale: float) -> l
     g_norm = g.norm(dim=1).mean()
     return [dataset, f"{(train.text.double() ** 2).sum(1).mean():.1f}", f"{mean_share:.2f}", f"{likelihood:.3f}",
             f"{g_norm:.2f}", f"{g.mean(0).norm() / g_norm:.2f}", f"{peak['image']:.3g}", f"{peak['text']:.3g}",
-            f"{test_map(method, data, text_scale):.3f}", f"{floor_map(data):.3f}"]
+            f"{test_map(method, data, text_scale):.3f}", f"{harness_map(dataset, 'floor-constant', bits, seed, 'quick'):.3f}"]
 
 
 def main() -> None:
