@@ -75,6 +75,8 @@ class DCMHHparams:
     batch_size: int = 128
     lr_start: float = 10**-1.5
     lr_end: float = 10**-3
+    weight_decay: float = 5e-4  # update_net.m: w <- w - lr (dJ/dw / (N B) + 5e-4 w), biases too
+    init_std: float = 0.01  # net_structure_txt.m and the fc8 of net_structure_img.m: weights and biases ~ N(0, 0.01^2)
     gamma: float = 1.0
     eta: float = 1.0
 
@@ -96,6 +98,15 @@ def dcmh_batch_loss(f: torch.Tensor, other: torch.Tensor, similarity: torch.Tens
     return (likelihood + gamma * quantisation + eta * balance) / (n_train * len(f))
 
 
+def release_init(net: nn.Module, std: float) -> None:
+    """Draw every Linear layer's weights and biases of ``net`` from N(0, std^2), as the release initialises
+    the layers it trains from scratch (0.01 * randn)."""
+    for layer in net.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, std=std)
+            nn.init.normal_(layer.bias, std=std)
+
+
 def geometric_lr(epoch: int, epochs: int, start: float, end: float) -> float:
     """Learning rate of ``epoch`` (from 0): start * (end / start)^(epoch / (epochs - 1)), i.e.
     MATLAB's logspace(log10 start, log10 end, epochs)[epoch]."""
@@ -105,7 +116,7 @@ def geometric_lr(epoch: int, epochs: int, start: float, end: float) -> float:
 class DCMH(HashingMethod):
     """Deep Cross-Modal Hashing on features: noise-unaware supervised baseline."""
 
-    version = "3"
+    version = "4"
     paper = "Jiang & Li, DCMH, CVPR 2017"
     family = "dcmh"
     Hparams = DCMHHparams
@@ -115,18 +126,22 @@ class DCMH(HashingMethod):
         hp = self.hp
         self.image_net = nn.Linear(self.image_dim, self.bits).to(ctx.device)  # the hash layer on the frozen backbone's features
         self.text_net = nn.Sequential(nn.Linear(self.text_dim, hp.hidden), nn.ReLU(), nn.Linear(hp.hidden, self.bits)).to(ctx.device)
+        for net in (self.image_net, self.text_net):
+            release_init(net, hp.init_std)
         self.optimisers = {
-            "image": torch.optim.SGD(self.image_net.parameters(), lr=hp.lr_start),
-            "text": torch.optim.SGD(self.text_net.parameters(), lr=hp.lr_start),
+            "image": torch.optim.SGD(self.image_net.parameters(), lr=hp.lr_start, weight_decay=hp.weight_decay),
+            "text": torch.optim.SGD(self.text_net.parameters(), lr=hp.lr_start, weight_decay=hp.weight_decay),
         }
+        self.text_mean = train.text.mean(0)  # the release's normZeroMean of the bag-of-words, over the training items
+        self.inputs = {"image": train.image, "text": train.text - self.text_mean}
         n = len(train)
-        self.buffers = {m: torch.randn(n, self.bits, device=ctx.device) for m in ("image", "text")}
-        self.codes = torch.sign(self.buffers["image"] + self.buffers["text"])
+        self.buffers = {m: torch.zeros(n, self.bits, device=ctx.device) for m in ("image", "text")}
+        self.codes = torch.sign(self.buffers["image"] + self.buffers["text"])  # all 0 in the first epoch, as released
 
     def train_epoch(self, epoch: int, train: TrainSet, ctx: RunContext) -> dict[str, float]:
         lr = geometric_lr(epoch, self.hp.epochs, self.hp.lr_start, self.hp.lr_end)
         terms = {}
-        for modality, other, net in (("image", "text", self.image_net), ("text", "image", self.text_net)):
+        for modality, other, net in (("text", "image", self.text_net), ("image", "text", self.image_net)):  # text first, as released
             optimiser = self.optimisers[modality]
             for group in optimiser.param_groups:
                 group["lr"] = lr
@@ -134,7 +149,7 @@ class DCMH(HashingMethod):
             for index in ctx.batches(len(train), self.hp.batch_size):
                 buffer = self.buffers[modality]
                 with ctx.autocast():
-                    f = net(train.features(modality)[index]).float()
+                    f = net(self.inputs[modality][index]).float()
                 similarity = (train.labels[index] @ train.labels.T > 0).float()
                 rest = buffer.sum(0) - buffer[index].sum(0)
                 loss = dcmh_batch_loss(f, self.buffers[other], similarity, self.codes[index], rest,
@@ -149,6 +164,7 @@ class DCMH(HashingMethod):
         return terms
 
     def encode(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """sign of the modality's network output."""
-        net = self.image_net if modality == "image" else self.text_net
-        return torch.sign(net(x).float())
+        """sign of the modality's network output (text: of the input minus the training texts' mean)."""
+        if modality == "image":
+            return torch.sign(self.image_net(x).float())
+        return torch.sign(self.text_net(x - self.text_mean).float())

@@ -1,5 +1,6 @@
 """Tests of the DCMH plugin (methods/dcmh.py): the loss on hand-checkable tensors, the MATLAB
-release's learning-rate schedule, the published defaults and the alternating mechanism."""
+release's learning-rate schedule, weight decay, initialisation, zero buffers, text-first order and
+text centring, the published defaults and the alternating mechanism."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 import torch
 
 from cmh_bench.method import RunContext, TrainSet, resolve_hparams
-from cmh_bench.methods.dcmh import DCMH, dcmh_batch_loss, geometric_lr
+from cmh_bench.methods import dcmh as dcmh_module
+from cmh_bench.methods.dcmh import DCMH, dcmh_batch_loss, geometric_lr, release_init
 
 
 def test_batch_loss_by_hand():
@@ -44,22 +46,64 @@ def test_published_defaults_and_quick_profile():
     paper = resolve_hparams(DCMH, "paper")
     assert (paper.hidden, paper.epochs, paper.batch_size, paper.gamma, paper.eta) == (8192, 500, 128, 1.0, 1.0)
     assert (paper.lr_start, paper.lr_end) == (10**-1.5, 10**-3)
+    assert (paper.weight_decay, paper.init_std) == (5e-4, 0.01)
     quick = resolve_hparams(DCMH, "quick")
     assert quick.hidden == 512  # epochs and lr come from the tuned profile file
 
 
-def test_an_epoch_alternates_against_full_buffers_and_sets_codes_from_both():
+def tiny_setup(hidden: int = 8, epochs: int = 2):
+    """A set-up DCMH on 40 random items (6-d image, 3-d text, 5 classes, 4 bits), its training set and context."""
     gen = torch.Generator().manual_seed(0)
     labels = (torch.rand(40, 5, generator=gen) < 0.4).float()
-    train = TrainSet(torch.randn(40, 6, generator=gen), torch.randn(40, 3, generator=gen), labels)
-    hp = resolve_hparams(DCMH, "quick", {"hidden": 8, "epochs": 2, "batch_size": 16})
+    train = TrainSet(torch.randn(40, 6, generator=gen), torch.rand(40, 3, generator=gen).round(), labels)
+    hp = resolve_hparams(DCMH, "quick", {"hidden": hidden, "epochs": epochs, "batch_size": 16})
     torch.manual_seed(0)
     method = DCMH(hp, 4, 6, 3, 5)
-    log = []
     ctx = RunContext(device=torch.device("cpu"), seed=0, profile="quick", generator=torch.Generator().manual_seed(0))
     method.setup(train, ctx)
+    return method, train, ctx
+
+
+def test_release_init_draws_weights_and_biases_from_n_0_std():
+    net = torch.nn.Sequential(torch.nn.Linear(400, 300), torch.nn.ReLU(), torch.nn.Linear(300, 200))
+    torch.manual_seed(0)
+    release_init(net, 0.01)
+    for layer in (net[0], net[2]):
+        for values in (layer.weight, layer.bias):
+            assert abs(values.mean().item()) < 0.002 and abs(values.std().item() - 0.01) < 0.0015
+
+
+def test_setup_is_the_releases_zero_buffers_zero_codes_decay_and_centred_text():
+    method, train, _ = tiny_setup()
+    assert all(not b.any() for b in method.buffers.values()) and not method.codes.any()  # F = G = 0, B = sign(0) = 0
+    assert all(g["weight_decay"] == 5e-4 for o in method.optimisers.values() for g in o.param_groups)
+    assert torch.allclose(method.inputs["text"].mean(0), torch.zeros(3), atol=1e-6)  # normZeroMean
+    # encoding centres a text with the training mean: the training mean itself maps to sign(net(0))
+    assert torch.equal(method.encode(train.text.mean(0, keepdim=True), "text"),
+                       torch.sign(method.text_net(torch.zeros(1, 3))))
+
+
+def test_an_epoch_runs_the_text_pass_first_against_the_zero_image_buffer(monkeypatch):
+    method, train, ctx = tiny_setup()
+    calls = []
+
+    def recording_loss(f, other, *args):
+        calls.append((f.shape[1], other.abs().sum().item()))
+        return dcmh_batch_loss(f, other, *args)
+
+    monkeypatch.setattr(dcmh_module, "dcmh_batch_loss", recording_loss)
+    method.train_epoch(0, train, ctx)
+    first_image_call = len(calls) // 2  # 3 text batches of 40 items, then 3 image batches
+    assert len(calls) == 6
+    assert [other for _, other in calls[:first_image_call]] == [0.0] * first_image_call  # F = 0 while the text net trains
+    assert all(other > 0 for _, other in calls[first_image_call:])  # the image net sees the new text buffer
+
+
+def test_an_epoch_alternates_against_full_buffers_and_sets_codes_from_both():
+    method, train, ctx = tiny_setup()
+    log = []
     initial = {m: b.clone() for m, b in method.buffers.items()}
-    for epoch in range(hp.epochs):
+    for epoch in range(method.hp.epochs):
         log.append(method.train_epoch(epoch, train, ctx))
     assert [set(t) for t in log] == [{"loss_image", "loss_text"}] * 2
     assert torch.equal(method.codes, torch.sign(method.buffers["image"] + method.buffers["text"]))
