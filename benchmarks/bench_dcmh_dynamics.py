@@ -1,4 +1,4 @@
-"""Why DCMH stays near the floor on some stand-ins: its training dynamics per stand-in, on clean labels.
+"""DCMH's training dynamics per stand-in, on clean labels: how far its outputs get from the likelihood's saddle.
 
 DCMH's likelihood term is bilinear in the two nets' outputs (Theta = F G^T / 2), so F = G = 0 is a
 saddle where the per-pair loss is log 2 = 0.693 and each net's gradient is proportional to the other

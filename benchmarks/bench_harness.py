@@ -27,41 +27,47 @@ from cmh_bench.catalog import ensure_dataset
 from cmh_bench.cell import Cell
 from cmh_bench.dataset import load_split
 from cmh_bench.harness import run_cell
-from cmh_bench.methods.dcmh import DCMH, dcmh_batch_loss, geometric_lr
+from cmh_bench.methods.dcmh import dcmh_batch_loss, geometric_lr, release_init
+from cmh_bench.profiles import cell_hparams
 from cmh_bench.metrics import Retrieval, evaluate
 from cmh_bench.noise import inject_noise
 
 
-def bare_loop(data, noisy_labels: np.ndarray, bits: int, hidden: int, epochs: int, seed: int) -> float:
-    """DCMH written out as one plain PyTorch loop; returns the mean MAP (so the work is not skipped)."""
+def bare_loop(data, noisy_labels: np.ndarray, bits: int, hp, seed: int) -> float:
+    """DCMH (methods/dcmh.py, version 4) written out as one plain PyTorch loop with hyper-parameters ``hp``;
+    returns the mean MAP (so the work is not skipped)."""
     tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     image, text, labels = tensor(data.train.image), tensor(data.train.text), tensor(noisy_labels)
+    text_mean = text.mean(0)
     torch.manual_seed(seed)
-    nets = {m: torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, bits))
-            for m, x in (("image", image), ("text", text))}
-    features = {"image": image, "text": text}
-    optimisers = {m: torch.optim.SGD(nets[m].parameters(), lr=DCMH.Hparams.lr_start) for m in nets}
+    nets = {"image": torch.nn.Linear(image.shape[1], bits),
+            "text": torch.nn.Sequential(torch.nn.Linear(text.shape[1], hp.hidden), torch.nn.ReLU(), torch.nn.Linear(hp.hidden, bits))}
+    for net in nets.values():
+        release_init(net, hp.init_std)
+    features = {"image": image, "text": text - text_mean}
+    optimisers = {m: torch.optim.SGD(nets[m].parameters(), lr=hp.lr_start, weight_decay=hp.weight_decay) for m in nets}
     n = len(labels)
-    buffers = {m: torch.randn(n, bits) for m in nets}
+    buffers = {m: torch.zeros(n, bits) for m in nets}
     codes = torch.sign(buffers["image"] + buffers["text"])
     generator = torch.Generator().manual_seed(seed)
-    for epoch in range(epochs):
-        lr = geometric_lr(epoch, epochs, DCMH.Hparams.lr_start, DCMH.Hparams.lr_end)
-        for modality, other in (("image", "text"), ("text", "image")):
+    for epoch in range(hp.epochs):
+        lr = geometric_lr(epoch, hp.epochs, hp.lr_start, hp.lr_end)
+        for modality, other in (("text", "image"), ("image", "text")):
             for group in optimisers[modality].param_groups:
                 group["lr"] = lr
-            for index in torch.randperm(n, generator=generator).split(128):
+            for index in torch.randperm(n, generator=generator).split(hp.batch_size):
                 f = nets[modality](features[modality][index])
                 similarity = (labels[index] @ labels.T > 0).float()
                 rest = buffers[modality].sum(0) - buffers[modality][index].sum(0)
-                loss = dcmh_batch_loss(f, buffers[other], similarity, codes[index], rest, 1.0, 1.0, n)
+                loss = dcmh_batch_loss(f, buffers[other], similarity, codes[index], rest, hp.gamma, hp.eta, n)
                 optimisers[modality].zero_grad()
                 loss.backward()
                 optimisers[modality].step()
                 buffers[modality][index] = f.detach()
         codes = torch.sign(buffers["image"] + buffers["text"])
     with torch.no_grad():
-        encoded = [torch.where(nets[m](tensor(getattr(getattr(data, part), m))) >= 0, 1, -1).numpy()
+        inputs = {"image": lambda x: x, "text": lambda x: x - text_mean}
+        encoded = [torch.where(nets[m](inputs[m](tensor(getattr(getattr(data, part), m)))) >= 0, 1, -1).numpy()
                    for part in ("query", "database") for m in ("image", "text")]
     return evaluate(Retrieval(*encoded, data.query.labels, data.database.labels))["mean"]["map"]
 
@@ -75,14 +81,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    hidden = DCMH.quick["hidden"]
     data = load_split(ensure_dataset(args.dataset))
     noisy = inject_noise("pair-swap", data.train.labels, 0.5, 0).labels
     base = dict(dataset=args.dataset, method="dcmh", bits=args.bits, rate=0.5, seed=0, profile="quick",
                 hparams=(("epochs", str(args.epochs)),), threads=args.threads, val_fraction=0.0)
+    hp = cell_hparams(Cell(**base))  # the quick profile's tuned values with --epochs, as the harness resolves them
     final_map = lambda record: record["selections"]["final"]["metrics"]["mean"]["map"]  # noqa: E731
     runs = {
-        "bare loop": lambda: bare_loop(data, noisy, args.bits, hidden, args.epochs, seed=0),
+        "bare loop": lambda: bare_loop(data, noisy, args.bits, hp, seed=0),
         "harness": lambda: final_map(run_cell(Cell(**base, val_every=0))),
         "harness + curve every 5": lambda: final_map(run_cell(Cell(**base, val_every=5))),
     }
@@ -97,7 +103,7 @@ def main() -> None:
     harness = statistics.median(timings["harness"])
     rows = [[name, f"{statistics.median(t):.2f}", f"{statistics.median(t) / bare:.3f}", f"{maps[name]:.4f}"]
             for name, t in timings.items()]
-    print(f"DCMH quick widths (hidden {hidden}), {args.epochs} epochs, {args.dataset}, {args.bits} bits, "
+    print(f"DCMH quick profile (hidden {hp.hidden}), {args.epochs} epochs, {args.dataset}, {args.bits} bits, "
           f"{args.threads} thread(s), median of {args.repeats} after one warm-up run each")
     print(tabulate(rows, headers=["run", "seconds", "ratio to bare", "MAP"], tablefmt="github"))
     curve = statistics.median(timings["harness + curve every 5"]) - harness
