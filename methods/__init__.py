@@ -22,7 +22,7 @@ REFERENCE = "reference row (specs/baselines.md)"
 
 BUILTIN_METHODS = (
     # name, target, version, paper, role, variant overrides, summary
-    ("dcmh", "dcmh:DCMH", "3", DCMH_PAPER, "method", {}, "Deep Cross-Modal Hashing on features: noise-unaware supervised baseline"),
+    ("dcmh", "dcmh:DCMH", "4", DCMH_PAPER, "method", {}, "Deep Cross-Modal Hashing on features: noise-unaware supervised baseline"),
     ("floor-constant", "references:ConstantCodes", "1", REFERENCE, "reference", {}, "every item gets the same code: the collapsed-model floor"),
     ("random-codes", "references:RandomCodes", "1", REFERENCE, "reference", {}, "i.i.d. random +-1 codes: chance level"),
     ("label-oracle", "references:LabelOracle", "1", REFERENCE, "upper-bound", {}, "sign(Y_clean R): codes from clean labels, an upper reference"),
