@@ -83,15 +83,17 @@ def _check_failures(executor, tmp_path, monkeypatch) -> None:
     assert pending_cells(grid.cells(), results) == grid.cells()  # both retried by the next run
 
 
-def _check_interrupt_cancels(executor, still_running) -> None:
-    """Ctrl-C while a slow cell runs: the executor cancels it, so ``still_running()`` turns False."""
+def _check_interrupt_cancels(executor, still_running, started=None) -> None:
+    """Ctrl-C while a slow cell runs: the executor cancels it, so ``still_running()`` turns False.
+    The interrupt comes once ``started()`` (default: ``still_running()``) holds, and 2 s later."""
     slow = Cell(dataset="toy", method="slow-random", bits=16, threads=1, plugins=(PLUGIN,),
                 hparams=(("seconds_per_epoch", "60"),))
 
     def interrupt_once_running() -> None:
         deadline = time.monotonic() + 60
-        while not still_running() and time.monotonic() < deadline:
+        while not (started or still_running)() and time.monotonic() < deadline:
             time.sleep(0.1)
+        time.sleep(2)
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=interrupt_once_running, daemon=True).start()
@@ -170,7 +172,10 @@ def test_submitit_local_failures_are_failed_records(submitit_local, tmp_path, mo
 
 def test_submitit_local_interrupt_cancels_running_jobs(submitit_local, tmp_path):
     folder = str(tmp_path / ".submitit")  # named on the command line of every job process
-    _check_interrupt_cancels(submitit_local, lambda: any(folder in line for line in _command_lines()))
+    # interrupt once the cell's own process runs: a Ctrl-C that reaches submitit's local controller
+    # while it is still starting that process can leave the process orphaned (a race in submitit)
+    _check_interrupt_cancels(submitit_local, lambda: any(folder in line for line in _command_lines()),
+                             started=lambda: any(folder in line and "_submit" in line for line in _command_lines()))
 
 
 def _command_lines() -> list[str]:
