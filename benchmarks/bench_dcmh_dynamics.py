@@ -17,10 +17,10 @@ with clean labels and prints, per stand-in:
 - MAP of the final codes on the test queries, and the floor's (the ``floor-constant`` row through the harness).
 
 ``--text-scale S`` multiplies the text features (training and test alike): a diagnostic of the input
-scale, not a setting of the method.
+scale, not a setting of the method; ``--eta`` sets the bit-balance weight, a diagnostic too.
 
     python benchmarks/bench_dcmh_dynamics.py [--datasets synth-flickr,...] [--lr-factor 1] [--epochs N]
-        [--batch-size B] [--text-scale S]
+        [--batch-size B] [--text-scale S] [--eta E]
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--lr-factor", type=float, default=1.0, help="scales both ends of the profile's lr schedule")
     parser.add_argument("--epochs", type=int, help="default: the profile's")
     parser.add_argument("--batch-size", type=int, help="default: the profile's")
+    parser.add_argument("--eta", type=float, help="the bit-balance weight (a diagnostic; default: the profile's)")
     parser.add_argument("--text-scale", type=float, default=1.0, help="multiplies the text features (a diagnostic: the input scale)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -88,10 +89,11 @@ def main() -> None:
     for dataset in args.datasets.split(","):
         hp = cell_hparams(Cell(dataset=dataset, method="dcmh", bits=args.bits, profile=args.profile))
         hp = dataclasses.replace(hp, lr_start=hp.lr_start * args.lr_factor, lr_end=hp.lr_end * args.lr_factor,
-                                 epochs=args.epochs or hp.epochs, batch_size=args.batch_size or hp.batch_size)
+                                 epochs=args.epochs or hp.epochs, batch_size=args.batch_size or hp.batch_size,
+                                 eta=hp.eta if args.eta is None else args.eta)
         rows.append(dynamics_row(dataset, hp, args.bits, args.seed, args.text_scale))
     print(f"DCMH on clean labels, all training items, {args.bits} bits, seed {args.seed}, {args.profile} profile x lr "
-          f"{args.lr_factor:g}, epochs {hp.epochs}, batch {hp.batch_size}, text features x {args.text_scale:g}; saddle: lik/pair = log 2 = 0.693")
+          f"{args.lr_factor:g}, epochs {hp.epochs}, batch {hp.batch_size}, eta {hp.eta:g}, text features x {args.text_scale:g}; saddle: lik/pair = log 2 = 0.693")
     print(tabulate(rows, headers=["dataset", "|t|^2", "|mean x|^2 share", "lik/pair", "|G|", "mean/|G|",
                                   "peak loss/first image", "text", "MAP", "floor"], tablefmt="github", disable_numparse=True))
 
