@@ -35,6 +35,7 @@ from torch.nn.functional import softplus
 from cmh_bench.catalog import ensure_dataset
 from cmh_bench.cell import Cell
 from cmh_bench.dataset import load_split
+from cmh_bench.harness import to_device
 from cmh_bench.method import RunContext, TrainSet
 from cmh_bench.methods.dcmh import DCMH
 from cmh_bench.profiles import cell_hparams
@@ -42,7 +43,8 @@ from stand_ins import codes_map, harness_map, stand_in_parser  # benchmarks/: wh
 
 
 def as_tensor(array: np.ndarray, scale: float = 1.0) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)) * scale
+    """``array`` as a float32 CPU tensor, times ``scale``."""
+    return to_device(array, torch.device("cpu")) * scale
 
 
 def test_map(method: DCMH, data, text_scale: float) -> float:

@@ -75,7 +75,7 @@ def main() -> None:
     depth: list[str] = []
     timed(harness, "load_split", "loading the dataset and injecting noise", seconds, device, depth)
     timed(harness, "inject_noise", "loading the dataset and injecting noise", seconds, device, depth)
-    timed(harness, "_to_device", "data movement", seconds, device, depth)
+    timed(harness, "to_device", "data movement", seconds, device, depth)
     timed(scbch, "cscc_weights", "CSCC", seconds, device, depth)
     for module in (harness, selection):
         timed(module, "evaluate_keeping_threads", "evaluation", seconds, device, depth)

@@ -16,6 +16,7 @@ A third row prices the training curve separately: the harness with the CLI's def
 from __future__ import annotations
 
 import argparse
+from functools import partial
 import statistics
 import time
 
@@ -26,7 +27,7 @@ from tabulate import tabulate
 from cmh_bench.catalog import ensure_dataset
 from cmh_bench.cell import Cell
 from cmh_bench.dataset import load_split
-from cmh_bench.harness import run_cell
+from cmh_bench.harness import run_cell, to_device
 from cmh_bench.methods.dcmh import dcmh_batch_loss, geometric_lr, release_init
 from cmh_bench.profiles import cell_hparams
 from cmh_bench.metrics import Retrieval, evaluate
@@ -36,7 +37,7 @@ from cmh_bench.noise import inject_noise
 def bare_loop(data, noisy_labels: np.ndarray, bits: int, hp, seed: int) -> float:
     """DCMH (methods/dcmh.py, version 4) written out as one plain PyTorch loop with hyper-parameters ``hp``;
     returns the mean MAP (so the work is not skipped)."""
-    tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    tensor = partial(to_device, device=torch.device("cpu"))
     image, text, labels = tensor(data.train.image), tensor(data.train.text), tensor(noisy_labels)
     text_mean = text.mean(0)
     torch.manual_seed(seed)

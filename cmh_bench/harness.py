@@ -100,12 +100,12 @@ def run_cell_with_codes(cell: Cell, progress: ProgressFn | None = None) -> CellO
     torch.manual_seed(cell.seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    features = (_to_device(data.train.image[fit], device), _to_device(data.train.text[fit], device))
-    train = LabelFreeTrainSet(*features) if label_free else TrainSet(*features, _to_device(train_labels[fit], device))
+    features = (to_device(data.train.image[fit], device), to_device(data.train.text[fit], device))
+    train = LabelFreeTrainSet(*features) if label_free else TrainSet(*features, to_device(train_labels[fit], device))
     meta_positions = None if cell.clean_meta is None else draw_meta(len(fit), cell.clean_meta)
     if meta_positions is not None:  # the only clean labels a noisy-label method is handed
         train.meta = MetaSet(torch.from_numpy(meta_positions).to(device),
-                             _to_device(data.train.labels[fit[meta_positions]], device))
+                             to_device(data.train.labels[fit[meta_positions]], device))
     test_parts = {part: _encode_input(getattr(data, part), device, uses_clean) for part in ("query", "database")}
     validation = None
     if len(val_queries):
@@ -202,7 +202,8 @@ def _selected_metrics(chosen: dict[str, Chosen], data: LoadedSplit) -> tuple[dic
     return selections, histograms
 
 
-def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``array`` as a contiguous float32 tensor on ``device``."""
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(device)
 
 
@@ -210,9 +211,9 @@ def _encode_input(part, device: torch.device, with_labels: bool, rows: np.ndarra
     """The part's items (all, or its ``rows``) on the device; clean labels only for opted-in references."""
     take = (lambda array: array) if rows is None else (lambda array: array[rows])
     return EncodeInput(
-        image=_to_device(take(part.image), device),
-        text=_to_device(take(part.text), device),
-        clean_labels=_to_device(take(part.labels), device) if with_labels else None,
+        image=to_device(take(part.image), device),
+        text=to_device(take(part.text), device),
+        clean_labels=to_device(take(part.labels), device) if with_labels else None,
     )
 
 

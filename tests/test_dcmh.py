@@ -51,12 +51,13 @@ def test_published_defaults_and_quick_profile():
     assert quick.hidden == 512  # epochs and lr come from the tuned profile file
 
 
-def tiny_setup(hidden: int = 8, epochs: int = 2):
-    """A set-up DCMH on 40 random items (6-d image, 3-d text, 5 classes, 4 bits), its training set and context."""
+def tiny_setup():
+    """A set-up DCMH (text width 8, 2 epochs) on 40 random items (6-d image, 3-d text, 5 classes, 4 bits),
+    its training set and context."""
     gen = torch.Generator().manual_seed(0)
     labels = (torch.rand(40, 5, generator=gen) < 0.4).float()
     train = TrainSet(torch.randn(40, 6, generator=gen), torch.rand(40, 3, generator=gen).round(), labels)
-    hp = resolve_hparams(DCMH, "quick", {"hidden": hidden, "epochs": epochs, "batch_size": 16})
+    hp = resolve_hparams(DCMH, "quick", {"hidden": 8, "epochs": 2, "batch_size": 16})
     torch.manual_seed(0)
     method = DCMH(hp, 4, 6, 3, 5)
     ctx = RunContext(device=torch.device("cpu"), seed=0, profile="quick", generator=torch.Generator().manual_seed(0))
